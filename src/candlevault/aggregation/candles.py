@@ -1,0 +1,166 @@
+"""Lower-timeframe candles -> higher-timeframe candles, exactly as Binance builds them.
+
+The rule the recorded exchange data shows (../shared/fixtures/README.md):
+- open = first open, close = last close, high = max, low = min, volumes, quote
+  volumes, trade counts and taker-buy volumes summed, close time = next open - 1 ms;
+- zero-volume sub-candles (which Binance emits flat at the previous close) take no part
+  in open/high/low/close, though their zero volumes are still summed; a bucket of only
+  zero-volume sub-candles is itself flat at the previous close;
+- an exchange outage is *missing* rows, not zero-volume rows: nothing is invented.
+
+A bucket is `complete` when every sub-interval from max(bucket open, the symbol's
+inception) to its close is present (and itself complete) or lies in a known outage;
+otherwise it is flagged incomplete rather than passed off as whole. Hence a symbol's
+first 1w/1M bucket and the day of an outage are complete, as the exchange serves them.
+A field that any sub-candle lacks (None: the venue does not publish it) is None.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
+
+from candlevault.domain.candles import Candle
+from candlevault.domain.errors import BadRequest
+from candlevault.domain.timeframes import M1, GridKind, Timeframe
+
+Outage = tuple[int, int]
+"""A half-open [start_ms, end_ms) span in which the exchange had no data at all."""
+
+
+def aggregate(
+    candles: Iterable[Candle],
+    target: Timeframe,
+    *,
+    source: Timeframe = M1,
+    inception_ms: int | None = None,
+    outages: Sequence[Outage] = (),
+    now_ms: int | None = None,
+) -> list[Candle]:
+    """Aggregate `source` candles (any order, duplicates allowed) into `target` buckets.
+
+    `inception_ms` (the symbol's first candle) is needed for 3d buckets and makes the
+    first bucket complete from the listing on; `now_ms`, if given, decides whether the
+    last bucket is closed (else it is closed once its final sub-interval is there).
+    """
+    if not source.divides(target):
+        raise BadRequest(f"{target.code} candles cannot be built from {source.code} candles")
+    rows = _sorted_unique(candles)
+    spans = _merge(outages)
+    out: list[Candle] = []
+    start = 0
+    while start < len(rows):
+        bucket = target.bucket_open(rows[start].open_time_ms, inception_ms)
+        next_open = target.next_open(bucket, inception_ms)
+        end = start + 1
+        while end < len(rows) and rows[end].open_time_ms < next_open:
+            end += 1
+        group = rows[start:end]
+        sub_first = (
+            bucket
+            if inception_ms is None
+            else max(bucket, source.bucket_open(inception_ms, inception_ms))
+        )
+        complete, last_seen = _accounted(group, source, sub_first, next_open, spans, inception_ms)
+        closed = (next_open <= now_ms if now_ms is not None else last_seen) and all(
+            c.closed for c in group
+        )
+        out.append(_combine(group, bucket, next_open - 1, closed, complete))
+        start = end
+    return out
+
+
+def _sorted_unique(candles: Iterable[Candle]) -> list[Candle]:
+    """Sort by open time; a repeated open time must be the same candle."""
+    rows = list(candles)
+    if all(a.open_time_ms < b.open_time_ms for a, b in pairwise(rows)):
+        return rows
+    by_open: dict[int, Candle] = {}
+    for candle in rows:
+        seen = by_open.setdefault(candle.open_time_ms, candle)
+        if seen != candle:
+            raise BadRequest(f"two different candles share open time {candle.open_time_ms}")
+    return [by_open[t] for t in sorted(by_open)]
+
+
+def _merge(outages: Sequence[Outage]) -> list[Outage]:
+    merged: list[Outage] = []
+    for lo, hi in sorted(outages):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        elif lo < hi:
+            merged.append((lo, hi))
+    return merged
+
+
+def _in_outage(spans: list[Outage], lo: int, hi: int) -> bool:
+    """True when [lo, hi) lies wholly inside one outage span."""
+    i = bisect_right(spans, (lo, 1 << 62)) - 1
+    return i >= 0 and spans[i][0] <= lo and hi <= spans[i][1]
+
+
+def _accounted(
+    group: list[Candle],
+    source: Timeframe,
+    first: int,
+    next_open: int,
+    spans: list[Outage],
+    inception_ms: int | None,
+) -> tuple[bool, bool]:
+    """Return (every sub-interval present or in an outage, last sub-interval accounted)."""
+    opens = [c.open_time_ms for c in group if c.open_time_ms >= first]
+    last_open = source.bucket_open(next_open - 1, inception_ms)
+    last = (opens[-1] == last_open if opens else False) or _in_outage(spans, last_open, next_open)
+    if not all(c.complete for c in group):
+        return False, last
+    if source.kind is not GridKind.FIXED:  # only 3d -> 3d or 1M -> 1M: one sub-interval
+        return bool(opens) or _in_outage(spans, first, next_open), last
+    step, origin = source.duration_ms, source.origin_ms
+    expected = _count_within(first, next_open, step, origin)
+    dark = sum(_count_within(max(first, lo), min(next_open, hi), step, origin) for lo, hi in spans)
+    dark -= sum(1 for t in opens if _in_outage(spans, t, t + step))
+    return len(opens) + dark >= expected, last
+
+
+def _count_within(lo: int, hi: int, step: int, origin: int) -> int:
+    """Count the intervals [t, t + step) of the grid (origin + k·step) inside [lo, hi)."""
+    first = lo + (origin - lo) % step
+    return max(0, (hi - first) // step)
+
+
+def _combine(
+    group: list[Candle], open_ms: int, close_ms: int, closed: bool, complete: bool
+) -> Candle:
+    traded = [c for c in group if c.volume] or None
+    if traded is None:
+        flat = group[0].open  # every sub-candle is flat at the previous close
+        o = h = lo = c = flat
+    else:
+        o, c = traded[0].open, traded[-1].close
+        h = max(x.high for x in traded)
+        lo = min(x.low for x in traded)
+    return Candle(
+        open_time_ms=open_ms,
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        volume=sum(x.volume for x in group),
+        close_time_ms=close_ms,
+        quote_volume=sum(x.quote_volume for x in group),
+        trades=_sum_optional([x.trades for x in group]),
+        taker_buy_base=_sum_optional([x.taker_buy_base for x in group]),
+        taker_buy_quote=_sum_optional([x.taker_buy_quote for x in group]),
+        closed=closed,
+        complete=complete,
+    )
+
+
+def _sum_optional(values: list[int | None]) -> int | None:
+    total = 0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
