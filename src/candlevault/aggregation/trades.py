@@ -3,8 +3,9 @@
 Rules, as the recorded Binance streams show (../shared/fixtures/README.md, "Trades ->
 kline"): volume = Σ qty, quote volume = Σ price × qty, taker-buy volumes over the
 trades whose buyer was the taker (`buyer_is_maker` False), trade count = number of
-trades, high/low over prices, close = the last trade's price. A minute without trades
-is flat at the previous close with zero volume, as Binance emits it.
+individual trades (an aggTrade counts its `l - f + 1` fills), high/low over prices,
+close = the last trade's price. A minute without trades is flat at the previous
+close with zero volume, as Binance emits it.
 
 The quote volume is summed exactly at scale price+base and rounded (half to even) to
 the quote scale only when a candle is written out, so a running candle never drifts,
@@ -65,7 +66,7 @@ class CandleAccumulator:
         elif price < self.low:
             self.low = price
         self.close = price
-        self.trades += 1
+        self.trades += trade.count
         self.volume += qty
         notional = price * qty
         self.quote_exact += notional
