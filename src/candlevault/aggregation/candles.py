@@ -41,8 +41,9 @@ def aggregate(
     """Aggregate `source` candles (any order, duplicates allowed) into `target` buckets.
 
     `inception_ms` (the symbol's first candle) is needed for 3d buckets and makes the
-    first bucket complete from the listing on; `now_ms`, if given, decides whether the
-    last bucket is closed (else it is closed once its final sub-interval is there).
+    first bucket complete from the listing on. A bucket is `closed` when all its
+    sub-candles are and its time is over: `now_ms` says when that is; without it, only
+    a complete bucket counts as over.
     """
     if not source.divides(target):
         raise BadRequest(f"{target.code} candles cannot be built from {source.code} candles")
@@ -62,10 +63,10 @@ def aggregate(
             if inception_ms is None
             else max(bucket, source.bucket_open(inception_ms, inception_ms))
         )
-        complete, last_seen = _accounted(group, source, sub_first, next_open, spans, inception_ms)
-        closed = (next_open <= now_ms if now_ms is not None else last_seen) and all(
-            c.closed for c in group
-        )
+        complete = _accounted(group, source, sub_first, next_open, spans)
+        # Without a clock, only a complete bucket is known to be over.
+        over = next_open <= now_ms if now_ms is not None else complete
+        closed = over and all(c.closed for c in group)
         out.append(_combine(group, bucket, next_open - 1, closed, complete))
         start = end
     return out
@@ -101,26 +102,21 @@ def _in_outage(spans: list[Outage], lo: int, hi: int) -> bool:
 
 
 def _accounted(
-    group: list[Candle],
-    source: Timeframe,
-    first: int,
-    next_open: int,
-    spans: list[Outage],
-    inception_ms: int | None,
-) -> tuple[bool, bool]:
-    """Return (every sub-interval present or in an outage, last sub-interval accounted)."""
-    opens = [c.open_time_ms for c in group if c.open_time_ms >= first]
-    last_open = source.bucket_open(next_open - 1, inception_ms)
-    last = (opens[-1] == last_open if opens else False) or _in_outage(spans, last_open, next_open)
+    group: list[Candle], source: Timeframe, first: int, next_open: int, spans: list[Outage]
+) -> bool:
+    """True when every sub-interval from `first` is present (and complete) or dark."""
     if not all(c.complete for c in group):
-        return False, last
+        return False
+    opens = [c.open_time_ms for c in group if c.open_time_ms >= first]
     if source.kind is not GridKind.FIXED:  # only 3d -> 3d or 1M -> 1M: one sub-interval
-        return bool(opens) or _in_outage(spans, first, next_open), last
+        return bool(opens) or _in_outage(spans, first, next_open)
     step, origin = source.duration_ms, source.origin_ms
     expected = _count_within(first, next_open, step, origin)
-    dark = sum(_count_within(max(first, lo), min(next_open, hi), step, origin) for lo, hi in spans)
+    dark = sum(
+        _count_within(max(first, lo), min(next_open, hi), step, origin) for lo, hi in spans
+    )
     dark -= sum(1 for t in opens if _in_outage(spans, t, t + step))
-    return len(opens) + dark >= expected, last
+    return len(opens) + dark >= expected
 
 
 def _count_within(lo: int, hi: int, step: int, origin: int) -> int:

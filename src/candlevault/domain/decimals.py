@@ -104,4 +104,4 @@ def rescale(units: int, from_scale: int, to_scale: int) -> int:
 
 def to_decimal(units: int, scale: int) -> Decimal:
     """Return units as a `Decimal`, for callers that want one (exact at any size)."""
-    return Decimal(units).scaleb(-scale)
+    return Decimal(format_units(units, scale))  # via text: exact at any size
