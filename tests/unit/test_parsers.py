@@ -179,3 +179,25 @@ def test_sanity_problems_are_named(change: dict[str, int], problem: str) -> None
     candle = parse_kline_row(ROW, BINANCE_SPOT)
     fields = {name: getattr(candle, name) for name in candle.__struct_fields__}
     assert problem in sanity_problems(Candle(**{**fields, **change}))
+
+
+@given(
+    st.lists(st.integers(0, 10**24), min_size=8, max_size=8),
+    st.integers(0, 10),
+    st.integers(0, 10),
+    st.integers(0, 12),
+    st.booleans(),
+)
+def test_rows_parse_back_to_the_same_candle(
+    values: list[int], price: int, base: int, quote: int, fixed: bool
+) -> None:
+    precision = Precision(price, base, quote, fixed)
+    o, h, lo, c, v, qv, tb, tq = values
+    candle = Candle(1, o, h, lo, c, v, 59_999, qv, 7, tb, tq)
+    assert parse_kline_row(kline_row(candle, precision), precision) == candle
+
+
+def test_rows_short_of_the_full_width_parse_the_same() -> None:
+    short = list(ROW)
+    short[1], short[5] = "1980.69", "1160.1796"
+    assert parse_kline_row(short, BINANCE_SPOT) == parse_kline_row(ROW, BINANCE_SPOT)

@@ -112,9 +112,7 @@ def _accounted(
         return bool(opens) or _in_outage(spans, first, next_open)
     step, origin = source.duration_ms, source.origin_ms
     expected = _count_within(first, next_open, step, origin)
-    dark = sum(
-        _count_within(max(first, lo), min(next_open, hi), step, origin) for lo, hi in spans
-    )
+    dark = sum(_count_within(max(first, lo), min(next_open, hi), step, origin) for lo, hi in spans)
     dark -= sum(1 for t in opens if _in_outage(spans, t, t + step))
     return len(opens) + dark >= expected
 

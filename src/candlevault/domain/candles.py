@@ -13,7 +13,10 @@ count or taker-buy volumes (their close time is derived from the interval).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from functools import lru_cache
+from typing import cast
 
 import msgspec
 
@@ -54,9 +57,7 @@ class CandleBatch(msgspec.Struct, frozen=True):
 
 
 def _int_field(value: object, name: str) -> int:
-    if isinstance(value, bool):
-        raise BadValue(name, value, "expected an integer")
-    if isinstance(value, int):
+    if type(value) is int:  # not bool, which is an int subclass
         return value
     if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
@@ -74,6 +75,10 @@ def parse_kline_row(row: Sequence[object], precision: Precision, closed: bool = 
     times and the trade count as ints or digit strings, the rest decimal strings)."""
     if len(row) != 12:
         raise BadValue("kline row", list(row), f"expected 12 fields, got {len(row)}")
+    if precision.fixed:
+        fast = _parse_fixed_width(row, precision, closed)
+        if fast is not None:
+            return fast
     p, b, q = precision.price, precision.base, precision.quote
     return Candle(
         open_time_ms=_int_field(row[0], "open time"),
@@ -87,6 +92,46 @@ def parse_kline_row(row: Sequence[object], precision: Precision, closed: bool = 
         trades=_int_field(row[8], "trade count"),
         taker_buy_base=_decimal_field(row[9], b, "taker-buy base volume"),
         taker_buy_quote=_decimal_field(row[10], q, "taker-buy quote volume"),
+        closed=closed,
+    )
+
+
+@lru_cache(maxsize=64)
+def _fixed_width_row(precision: Precision) -> re.Pattern[str]:
+    """One regex for the eight decimal fields of a fixed-width row, joined by ','."""
+
+    def field(scale: int) -> str:
+        return rf"[0-9]+\.[0-9]{{{scale}}}" if scale else "[0-9]+"
+
+    p, b, q = field(precision.price), field(precision.base), field(precision.quote)
+    return re.compile(",".join((p, p, p, p, b, q, b, q)), re.ASCII)
+
+
+def _parse_fixed_width(row: Sequence[object], precision: Precision, closed: bool) -> Candle | None:
+    """Fast path for rows written at exactly the expected decimals (every Binance row):
+    one regex checks all eight decimal fields, then each is an int without its '.'.
+    Returns None when the row is not of that form, for the careful path to judge."""
+    # Cast, then let join's TypeError refuse a non-str: cheaper than isinstance per field.
+    texts = cast(tuple[str, ...], (row[1], row[2], row[3], row[4], row[5], row[7], row[9], row[10]))
+    try:
+        joined = ",".join(texts)
+    except TypeError:
+        return None
+    if _fixed_width_row(precision).fullmatch(joined) is None:
+        return None
+    o, h, lo, c, v, qv, tb, tq = [int(t.replace(".", "")) for t in texts]
+    return Candle(
+        open_time_ms=_int_field(row[0], "open time"),
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        volume=v,
+        close_time_ms=_int_field(row[6], "close time"),
+        quote_volume=qv,
+        trades=_int_field(row[8], "trade count"),
+        taker_buy_base=tb,
+        taker_buy_quote=tq,
         closed=closed,
     )
 

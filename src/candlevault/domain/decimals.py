@@ -72,6 +72,10 @@ def parse_units(text: str, scale: int) -> int:
 def format_units(units: int, scale: int, fixed: bool = True) -> str:
     """Write units of 10**-scale as the venue would: all `scale` decimals when `fixed`,
     else without trailing zeros (and without the '.' for whole numbers)."""
+    if fixed and scale and units >= 0:  # the common case, Binance's fixed width
+        digits = str(units)
+        if len(digits) > scale:
+            return f"{digits[:-scale]}.{digits[-scale:]}"
     negative = units < 0
     digits = str(-units if negative else units)
     if scale:
