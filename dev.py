@@ -51,8 +51,8 @@ def ensure_env() -> None:
     digest = _lock_digest()
     if STAMP.exists() and STAMP.read_text() == digest:
         return
-    if sys.version_info < (3, 11):
-        sys.exit("candlevault needs Python 3.11 or newer")
+    if sys.version_info < (3, 11):  # noqa: UP036  # dev.py is what runs on an old Python
+        sys.exit(f"candlevault needs Python 3.11 or newer, not {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print(f"dev.py: creating {VENV}", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(VENV)
