@@ -23,6 +23,7 @@ from candlevault.simulator.faults import NO_FAULT, RequestFault
 from candlevault.simulator.world import SimWorld
 
 Limiter = Literal["binance", "usdm", "bybit", "none"]
+CANDLES = web.ResponseKey("candles", int)  # klines served, for the ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ async def _answer(
         return web.Response(status=e.status, body=e.body, content_type=e.content_type)
     body = fault.cut(reply.body) if fault.kind == "truncate" else reply.body
     response = web.Response(body=body, content_type=reply.content_type)
-    response["candles"] = reply.candles
+    response[CANDLES] = reply.candles
     return response
 
 
@@ -136,5 +137,4 @@ def _admit(
 
 
 def _candles(response: web.StreamResponse) -> int:
-    value = response.get("candles", 0)
-    return value if isinstance(value, int) else 0
+    return response.get(CANDLES, 0)

@@ -228,7 +228,6 @@ class BybitLimiter:
         self._expire(state, now)
         if len(state.admitted_at) >= self.limit:
             state.locked_until_s = now + self.lockout_s
-            state.admitted_at.clear()  # the count starts afresh when the lock-out ends
             return self._refused(state, now)
         state.admitted_at.append(now)
         return BybitAdmission(200, len(state.admitted_at))
