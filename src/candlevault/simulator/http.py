@@ -137,4 +137,5 @@ def _admit(
 
 
 def _candles(response: web.StreamResponse) -> int:
-    return response.get(CANDLES, 0)
+    count: int = response.get(CANDLES, 0)
+    return count
