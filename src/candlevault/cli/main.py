@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from candlevault import __version__
+from candlevault.cli.sim import sim
 from candlevault.domain.errors import CandlevaultError
 from candlevault.domain.timeframes import (
     DAY_MS,
@@ -109,6 +110,9 @@ def show_timeframes(
     else:
         table = _timeframes_table(f"Timeframes on {chosen.value}", venue_timeframes(chosen))
     _stdout().print(table)
+
+
+app.command("sim")(sim)
 
 
 def _fail(error: CandlevaultError) -> NoReturn:

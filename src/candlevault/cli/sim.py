@@ -1,0 +1,90 @@
+"""`candlevault sim`: run the Binance/Bybit simulator on loopback until interrupted.
+
+It prints the `CANDLEVAULT_*_URL=...` lines that point candlevault at it (one per line,
+first thing on stdout, so a script can `eval` or source them) and then serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from candlevault.domain.errors import CandlevaultError
+from candlevault.domain.symbols import parse_symbol
+from candlevault.domain.times import parse_time_ms
+
+
+def sim(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback only by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 9100,
+    seed: Annotated[int, typer.Option(help="Market seed: the same seed is the same market.")] = 1,
+    symbols: Annotated[
+        str, typer.Option(help="Comma-separated symbols listed on every venue that has them.")
+    ] = "BTCUSDT,ETHUSDT,SOLUSDT,NEOETH",
+    speed: Annotated[float, typer.Option(help="Sim time runs this many times wall time.")] = 1.0,
+    start: Annotated[
+        str | None, typer.Option(help="Sim time at start (ISO date-time or epoch ms); default now.")
+    ] = None,
+    binance_weight: Annotated[int, typer.Option(help="Binance spot weight per minute per IP.")] = (
+        6000
+    ),
+    usdm_weight: Annotated[
+        int, typer.Option(help="Binance USD-M weight per minute per IP.")
+    ] = 2400,
+    bybit_limit: Annotated[int, typer.Option(help="Bybit requests per 5 s per IP.")] = 600,
+    bybit_lockout: Annotated[float, typer.Option(help="Bybit lock-out after a 403, in s.")] = 600.0,
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow a non-loopback --host.")
+    ] = False,
+) -> None:
+    """Run the exchange simulator: Binance spot and USD-M, Bybit v5 and the archives.
+
+    Prints the CANDLEVAULT_*_URL lines that point candlevault at it, then serves
+    until interrupted. Controls: /_sim/clock, /_sim/faults, /_sim/stats.
+    """
+    from candlevault.simulator.server import SimServer, is_loopback
+    from candlevault.simulator.world import SimConfig, SimWorld
+
+    try:
+        names = tuple(parse_symbol(s) for s in symbols.split(",") if s.strip())
+        start_ms = parse_time_ms(start) if start is not None else None
+        config = SimConfig(
+            seed=seed,
+            symbols=names,
+            start_ms=start_ms,
+            speed=speed,
+            binance_weight_per_minute=binance_weight,
+            usdm_weight_per_minute=usdm_weight,
+            bybit_requests_per_5s=bybit_limit,
+            bybit_lockout_s=bybit_lockout,
+        )
+    except CandlevaultError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    if speed <= 0:
+        typer.echo(f"error: invalid speed {speed}: expected a number above 0", err=True)
+        raise typer.Exit(2)
+    if not allow_remote and not is_loopback(host):
+        typer.echo(
+            f"error: refusing to listen on {host!r}: the simulator stays on loopback; "
+            "pass --allow-remote to override",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with SimServer(SimWorld(config), host, port, allow_remote) as server:
+            for name, value in server.env().items():
+                typer.echo(f"{name}={value}")
+            await stop.wait()
+
+    asyncio.run(serve())
