@@ -36,10 +36,9 @@ from typing import Final
 
 import orjson
 
-from candlevault.aggregation import aggregate
 from candlevault.domain.candles import Candle
 from candlevault.domain.decimals import Precision, format_units
-from candlevault.domain.timeframes import D1, H1, HOUR_MS, M1, GridKind, Timeframe
+from candlevault.domain.timeframes import M1, GridKind, Timeframe
 from candlevault.simulator.klines import KlineView
 
 ROWS_PER_GENERATION: Final = 100_000  # per (venue, symbol, interval): at most twice this
@@ -102,7 +101,7 @@ def kline_rows(view: KlineView, tf: Timeframe, opens: list[int], now_ms: int) ->
     precision = listing.precision
     out: list[bytes] = []
     if opens and opens[0] == tf.bucket_open(now_ms, listing.listed_ms):
-        forming = forming_candle(view, tf, opens[0], now_ms)
+        forming = view.bucket(tf, opens[0], now_ms)
         if forming is not None:
             out.append(render_kline(forming, precision))
         opens = opens[1:]
@@ -125,34 +124,6 @@ def kline_rows(view: KlineView, tf: Timeframe, opens: list[int], now_ms: int) ->
         if row:
             out.append(row)
     return out
-
-
-def forming_candle(view: KlineView, tf: Timeframe, open_ms: int, now_ms: int) -> Candle | None:
-    """Return the kline opening at `open_ms` as it stands at `now_ms` (not yet closed),
-    aggregated from memoised closed sub-buckets and the forming one."""
-    finer = D1 if tf.kind is GridKind.MONTH or tf.duration_ms > D1.duration_ms else H1
-    if tf.duration_ms <= HOUR_MS or not finer.divides(tf):
-        return view.bucket(tf, open_ms, now_ms)
-    listed = view.market.listing.listed_ms
-    t = max(open_ms, finer.bucket_open(listed, listed))
-    last = finer.bucket_open(now_ms, listed)
-    parts: list[Candle] = []
-    while t <= last:
-        part = view.bucket(finer, t, now_ms)
-        if part is not None:
-            parts.append(part)
-        t = finer.next_open(t, listed)
-    if not parts:
-        return None
-    (candle,) = aggregate(
-        parts,
-        tf,
-        source=finer,
-        inception_ms=listed,
-        outages=view.market.outages,
-        now_ms=now_ms,
-    )
-    return candle
 
 
 def render_kline(candle: Candle, precision: Precision) -> bytes:
