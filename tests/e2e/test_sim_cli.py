@@ -97,3 +97,15 @@ def test_bad_arguments_are_named() -> None:
     )
     assert done.returncode == 2
     assert "BTC/USDT" in done.stderr
+
+
+def test_bad_fault_settings_are_named() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "candlevault", "sim", "--faults", '{"nope": 1}', "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "nope" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -38,6 +38,12 @@ def sim(
     ] = 2400,
     bybit_limit: Annotated[int, typer.Option(help="Bybit requests per 5 s per IP.")] = 600,
     bybit_lockout: Annotated[float, typer.Option(help="Bybit lock-out after a 403, in s.")] = 600.0,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help="Faults from the start, as the JSON of /_sim/faults: '{\"error_5xx\": 0.05}'."
+        ),
+    ] = None,
     allow_remote: Annotated[
         bool, typer.Option("--allow-remote", help="Allow a non-loopback --host.")
     ] = False,
@@ -47,10 +53,12 @@ def sim(
     Prints the CANDLEVAULT_*_URL lines that point candlevault at it, then serves
     until interrupted. Controls: /_sim/clock, /_sim/faults, /_sim/stats.
     """
+    from candlevault.simulator.faults import FaultSettings, parse_settings
     from candlevault.simulator.server import SimServer, is_loopback
     from candlevault.simulator.world import SimConfig, SimWorld
 
     try:
+        fault_settings = FaultSettings() if faults is None else parse_settings(_json(faults))
         names = tuple(parse_symbol(s) for s in symbols.split(",") if s.strip())
         start_ms = parse_time_ms(start) if start is not None else None
         config = SimConfig(
@@ -62,8 +70,9 @@ def sim(
             usdm_weight_per_minute=usdm_weight,
             bybit_requests_per_5s=bybit_limit,
             bybit_lockout_s=bybit_lockout,
+            faults=fault_settings,
         )
-    except CandlevaultError as e:
+    except (CandlevaultError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if speed <= 0:
@@ -88,3 +97,12 @@ def sim(
             await stop.wait()
 
     asyncio.run(serve())
+
+
+def _json(text: str) -> object:
+    import orjson
+
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise ValueError(f"--faults is not JSON: {e}") from e
