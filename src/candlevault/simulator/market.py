@@ -63,6 +63,10 @@ class Recipe(NamedTuple):
         return Levels(self.prices, counts, buys, tuple(volumes), bought)
 
 
+RawRecipe = tuple[tuple[int, ...], int, int, float]
+"""A Recipe's fields as a plain tuple: what a day block stores (cheaper to build)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Levels:
     """How a traded minute's trades are laid out: per level, price and counts."""
@@ -80,7 +84,7 @@ class DayBlock:
 
     day_ms: int
     candles: list[Candle | None]  # None: before the listing or in an outage
-    recipes: list[Recipe | None]  # None: no trade in that minute
+    recipes: list[RawRecipe | None]  # None: no trade in that minute (Recipe fields)
     first_ids: list[int]  # id of the minute's first trade (the next id if it has none)
     last_close: int | None  # close of the day's last candle
 
@@ -141,7 +145,7 @@ class VenueMarket:
         if recipe is None:
             return []
         return _expand(
-            recipe.levels(),
+            Recipe(*recipe).levels(),
             open_ms,
             block.first_ids[index],
             self.listing.step,
@@ -216,7 +220,7 @@ class VenueMarket:
         listing = self.listing
         index = (day_ms - self._listed_day) // DAY_MS
         candles: list[Candle | None] = [None] * MINUTES
-        recipes: list[Recipe | None] = [None] * MINUTES
+        recipes: list[RawRecipe | None] = [None] * MINUTES
         if index < 0:
             return DayBlock(day_ms, candles, recipes, [0] * MINUTES, None)
         is_open = self._open_minutes(day_ms)
@@ -231,10 +235,32 @@ class VenueMarket:
         if not any(is_open):
             total = 0  # a whole day of outage: its ids are simply never used
         counts = _spread(total, weights, is_open)
-        first_ids: list[int] = []
         tick = listing.tick
         scale = 10**listing.precision.price / tick
         marks = [max(1, round(math.exp(x) * scale)) * tick for x in path.log_prices]
+        first_ids, prev = self._minutes(
+            day_ms, is_open, counts, marks, path.minute_vol, next_id, r, candles, recipes
+        )
+        return DayBlock(day_ms, candles, recipes, first_ids, prev)
+
+    def _minutes(
+        self,
+        day_ms: int,
+        is_open: list[bool],
+        counts: list[int],
+        marks: list[int],
+        vols: list[float],
+        next_id: int,
+        r: Callable[[], float],
+        candles: list[Candle | None],
+        recipes: list[RawRecipe | None],
+    ) -> tuple[list[int], int | None]:
+        """Draw every minute of a day into `candles` and `recipes`; return the first trade
+        ids and the day's last close. The hot loop of the simulator: kept flat (no calls
+        for the common four-level minute) because a cold bootstrap runs it per candle."""
+        listing = self.listing
+        tick, step, div, mean = listing.tick, listing.step, self._quote_div, listing.qty_per_trade
+        first_ids: list[int] = []
         prev: int | None = None
         for i in range(MINUTES):
             first_ids.append(next_id)
@@ -245,78 +271,66 @@ class VenueMarket:
             if n == 0:  # never before the day's first trade (see _spread)
                 candles[i] = _flat(open_ms, prev if prev is not None else marks[i])
                 continue
-            recipes[i], candle = self._traded(
-                open_ms, n, marks[i], marks[i + 1], path.minute_vol[i], r
-            )
-            candles[i] = candle
-            prev = candle.close
+            o = marks[i]
+            c = marks[i + 1] if n > 1 else o
+            reach = vols[i] * o / tick * 1.5 + 1.0
+            h = (o if o > c else c) + tick * int(r() * r() * reach)
+            lo = (c if o > c else o) - tick * int(r() * r() * reach)
+            if lo < tick:
+                lo = tick
+            total = int(n * mean * (0.2 + 1.6 * r())) or 1
+            if total < n:
+                total = n
+            share = 0.3 + 0.4 * r()  # share of taker buys this minute
+            if n < 4:
+                prices = (o, c) if n == 2 else (o,) if n == 1 else (o, h if r() < 0.5 else lo, c)
+                recipes[i] = (prices, n, total, share)
+                candles[i] = _candle(open_ms, Recipe(prices, n, total, share).levels(), step, div)
+            else:  # the four levels of Recipe.levels(), unrolled
+                p0, p1, p2, p3 = (o, lo, h, c) if c >= o else (o, h, lo, c)
+                e, x = divmod(n, 4)
+                k0, k1, k2 = e + (x > 0), e + (x > 1), e + (x > 2)
+                v0, v1, v2 = total * k0 // n, total * k1 // n, total * k2 // n
+                v3 = total - v0 - v1 - v2
+                t0 = v0 * int(k0 * share + 0.5) // k0
+                t1 = v1 * int(k1 * share + 0.5) // k1
+                t2 = v2 * int(k2 * share + 0.5) // k2
+                t3 = v3 * int(e * share + 0.5) // e
+                recipes[i] = ((p0, p1, p2, p3), n, total, share)
+                candles[i] = Candle(
+                    open_ms,
+                    o,
+                    h,
+                    lo,
+                    c,
+                    total * step,
+                    open_ms + MINUTE_MS - 1,
+                    (p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3) * step // div,
+                    n,
+                    (t0 + t1 + t2 + t3) * step,
+                    (p0 * t0 + p1 * t1 + p2 * t2 + p3 * t3) * step // div,
+                )
+            prev = c
             next_id += n
-        return DayBlock(day_ms, candles, recipes, first_ids, prev)
+        return first_ids, prev
 
-    def _traded(
-        self, open_ms: int, n: int, o: int, c: int, vol: float, r: Callable[[], float]
-    ) -> tuple[Recipe, Candle]:
-        """Draw a traded minute and build its candle (the hot loop: straight-line code)."""
-        tick = self.listing.tick
-        if n == 1:
-            c = o
-        reach = vol * o / tick * 1.5 + 1.0
-        h = (o if o > c else c) + tick * int(r() * r() * reach)
-        lo = (c if o > c else o) - tick * int(r() * r() * reach)
-        if lo < tick:
-            lo = tick
-        total = int(n * self.listing.qty_per_trade * (0.2 + 1.6 * r())) or 1
-        if total < n:
-            total = n
-        share = 0.3 + 0.4 * r()  # share of taker buys this minute
-        step, div = self.listing.step, self._quote_div
-        if n < 4:
-            prices = (o, c) if n == 2 else (o,) if n == 1 else (o, h if r() < 0.5 else lo, c)
-            recipe = Recipe(prices, n, total, share)
-            lv = recipe.levels()
-            taken = sum(lv.buy_volumes)
-            quote = sum(map(operator.mul, prices, lv.volumes))
-            quote_taken = sum(map(operator.mul, prices, lv.buy_volumes))
-            return recipe, Candle(
-                open_ms,
-                o,
-                max(prices),
-                min(prices),
-                c,
-                total * step,
-                open_ms + MINUTE_MS - 1,
-                quote * step // div,
-                n,
-                taken * step,
-                quote_taken * step // div,
-            )
-        # n >= 4: the four levels of Recipe.levels(), unrolled
-        p0, p1, p2, p3 = (o, lo, h, c) if c >= o else (o, h, lo, c)
-        e, x = divmod(n, 4)
-        k0, k1, k2 = e + (x > 0), e + (x > 1), e + (x > 2)
-        k3 = e
-        v0, v1, v2 = total * k0 // n, total * k1 // n, total * k2 // n
-        v3 = total - v0 - v1 - v2
-        t0 = v0 * int(k0 * share + 0.5) // k0
-        t1 = v1 * int(k1 * share + 0.5) // k1
-        t2 = v2 * int(k2 * share + 0.5) // k2
-        t3 = v3 * int(k3 * share + 0.5) // k3
-        quote = p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3
-        quote_taken = p0 * t0 + p1 * t1 + p2 * t2 + p3 * t3
-        candle = Candle(
-            open_ms,
-            o,
-            h,
-            lo,
-            c,
-            total * step,
-            open_ms + MINUTE_MS - 1,
-            quote * step // div,
-            n,
-            (t0 + t1 + t2 + t3) * step,
-            quote_taken * step // div,
-        )
-        return Recipe((p0, p1, p2, p3), n, total, share), candle
+
+def _candle(open_ms: int, lv: Levels, step: int, div: int) -> Candle:
+    """The candle of a minute laid out as `lv` (the general path, few trades)."""
+    prices = lv.prices
+    return Candle(
+        open_ms,
+        prices[0],
+        max(prices),
+        min(prices),
+        prices[-1],
+        sum(lv.volumes) * step,
+        open_ms + MINUTE_MS - 1,
+        sum(map(operator.mul, prices, lv.volumes)) * step // div,
+        sum(lv.counts),
+        sum(lv.buy_volumes) * step,
+        sum(map(operator.mul, prices, lv.buy_volumes)) * step // div,
+    )
 
 
 def _snap(log_price: float, scale: float, tick: int) -> int:

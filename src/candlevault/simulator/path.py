@@ -88,8 +88,8 @@ class PricePath:
             log_prices.append(level)
         log_prices[-1] = end  # exact, whatever the float rounding on the way
         activity = [
-            _season(i) * (0.4 + abs(s) / v) * (b**0.5)
-            for i, (s, v, b) in enumerate(zip(steps, vols, boost, strict=True))
+            season * (0.4 + abs(s) / v) * (b**0.5)
+            for season, s, v, b in zip(_SEASON, steps, vols, boost, strict=True)
         ]
         return DayPath(day_ms, log_prices, activity, vols)
 
@@ -102,3 +102,6 @@ def _season(minute: int) -> float:
         + 0.5 * math.exp(-(((hour - 15.0) / 4.0) ** 2))
         + 0.2 * math.exp(-(((hour - 8.0) / 3.0) ** 2))
     )
+
+
+_SEASON = [_season(minute) for minute in range(MINUTES)]
