@@ -380,23 +380,32 @@ def _split(total: int, parts: int, rng: random.Random) -> list[int]:
 def _expand(
     levels: Levels, open_ms: int, first_id: int, step: int, rng: random.Random
 ) -> list[Trade]:
-    n = sum(levels.counts)
-    trades: list[Trade] = []
+    """Lay out a minute's trades: per level, its taker buys and sells in a shuffled order.
+
+    A run of consecutive fills on one side at one price is one taker order sweeping the
+    book, so its fills share one timestamp (as Binance's aggTrades assume: fills "at the
+    same time, from the same order, with the same price"); orders are spread evenly over
+    the minute.
+    """
+    fills: list[tuple[int, int, bool]] = []  # price, qty in units, buyer is maker
     for price, count, buys, volume, bought in zip(
         levels.prices, levels.counts, levels.buys, levels.volumes, levels.buy_volumes, strict=True
     ):
         sides = [(q, False) for q in _split(bought, buys, rng)]
         sides += [(q, True) for q in _split(volume - bought, count - buys, rng)]
         rng.shuffle(sides)
-        for qty, maker_bought in sides:
-            index = len(trades)
-            trades.append(
-                Trade(
-                    trade_id=first_id + index,
-                    price=price,
-                    qty=qty * step,
-                    time_ms=open_ms + (index * MINUTE_MS + MINUTE_MS // 2) // n,
-                    buyer_is_maker=maker_bought,
-                )
-            )
+        fills.extend((price, q * step, maker_bought) for q, maker_bought in sides)
+    starts = [
+        i == 0 or fills[i][0] != fills[i - 1][0] or fills[i][2] != fills[i - 1][2]
+        for i in range(len(fills))
+    ]
+    orders = sum(starts)
+    trades: list[Trade] = []
+    order = -1
+    for index, ((price, qty, maker_bought), new_order) in enumerate(
+        zip(fills, starts, strict=True)
+    ):
+        order += new_order
+        time_ms = open_ms + (order * MINUTE_MS + MINUTE_MS // 2) // orders
+        trades.append(Trade(first_id + index, price, qty, time_ms, maker_bought))
     return trades
