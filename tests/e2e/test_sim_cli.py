@@ -109,3 +109,15 @@ def test_bad_fault_settings_are_named() -> None:
     assert done.returncode == 2
     assert "nope" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_bad_outages_and_listings_are_named() -> None:
+    for flag, value in (("--outages", "2020-01-02/2020-01-01"), ("--listed", "BTCUSDT")):
+        done = subprocess.run(
+            [sys.executable, "-m", "candlevault", "sim", flag, value, "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2, flag
+        assert value in done.stderr

@@ -38,6 +38,17 @@ def sim(
     ] = 2400,
     bybit_limit: Annotated[int, typer.Option(help="Bybit requests per 5 s per IP.")] = 600,
     bybit_lockout: Annotated[float, typer.Option(help="Bybit lock-out after a 403, in s.")] = 600.0,
+    outages: Annotated[
+        str,
+        typer.Option(
+            help="Binance maintenance outages, START/END[,START/END...] (ISO or epoch ms), "
+            "or 'none'; default: 2018-02-08T04:00Z/2018-02-09T08:00Z."
+        ),
+    ] = "2018-02-08T04:00Z/2018-02-09T08:00Z",
+    listed: Annotated[
+        str | None,
+        typer.Option(help="Override listings: SYMBOL=DATE[,SYMBOL=DATE...] (all venues)."),
+    ] = None,
     faults: Annotated[
         str | None,
         typer.Option(
@@ -71,6 +82,8 @@ def sim(
             bybit_requests_per_5s=bybit_limit,
             bybit_lockout_s=bybit_lockout,
             faults=fault_settings,
+            outages=_outages(outages),
+            listed=_listed(listed),
         )
     except (CandlevaultError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
@@ -106,3 +119,30 @@ def _json(text: str) -> object:
         return orjson.loads(text)
     except orjson.JSONDecodeError as e:
         raise ValueError(f"--faults is not JSON: {e}") from e
+
+
+def _outages(text: str) -> tuple[tuple[int, int], ...]:
+    if text.strip().lower() == "none":
+        return ()
+    spans = []
+    for item in text.split(","):
+        start, sep, end = item.partition("/")
+        if not sep:
+            raise ValueError(f"invalid outage {item!r}: expected START/END")
+        lo, hi = parse_time_ms(start), parse_time_ms(end)
+        if hi <= lo:
+            raise ValueError(f"invalid outage {item!r}: END must be after START")
+        spans.append((lo, hi))
+    return tuple(spans)
+
+
+def _listed(text: str | None) -> tuple[tuple[str, int], ...]:
+    if not text:
+        return ()
+    pairs = []
+    for item in text.split(","):
+        symbol, sep, date = item.partition("=")
+        if not sep:
+            raise ValueError(f"invalid listing {item!r}: expected SYMBOL=DATE")
+        pairs.append((parse_symbol(symbol), parse_time_ms(date)))
+    return tuple(pairs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from candlevault.aggregation import Outage
 from candlevault.domain.times import parse_time_ms
@@ -44,6 +44,7 @@ class SimConfig:
     bybit_lockout_s: float = 600.0
     ban_base_s: float = 120.0
     outages: tuple[Outage, ...] = (BINANCE_OUTAGE_2018,)  # Binance venues only
+    listed: tuple[tuple[str, int], ...] = ()  # (symbol, first 1m open) overrides, all venues
     archive_daily_lag_s: float = 6 * 3600.0
     archive_monthly_lag_s: float = 7 * 86_400.0  # first half of the next month
     faults: FaultSettings = field(default_factory=FaultSettings)
@@ -97,8 +98,13 @@ class SimWorld:
         found = listing(venue, symbol) if symbol in self.config.symbols else None
         if found is None:
             return None
+        override = dict(self.config.listed).get(symbol)
+        spec = path_spec(symbol)
+        if override is not None:
+            found = replace(found, listed_ms=override - override % 60_000)
+            spec = replace(spec, origin_ms=min(spec.origin_ms, override - override % 86_400_000))
         path = self._paths.get(symbol)
         if path is None:
-            path = self._paths[symbol] = PricePath(path_spec(symbol), self.config.seed)
+            path = self._paths[symbol] = PricePath(spec, self.config.seed)
         outages = self.config.outages if venue.exchange == "binance" else ()
         return KlineView(VenueMarket(found, path, self.config.seed, outages))
