@@ -33,7 +33,6 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from functools import lru_cache
-from weakref import WeakKeyDictionary
 
 import orjson
 
@@ -44,42 +43,9 @@ from candlevault.domain.trades import Trade
 from candlevault.simulator.binance_trades import minute_trades
 from candlevault.simulator.klines import KlineView
 from candlevault.simulator.market import MINUTE_MS
+from candlevault.simulator.rowcache import EMPTY, RowCache, row_cache
 
 Render = Callable[[Candle], bytes]
-EMPTY = b""  # a closed bucket without a candle
-
-
-class RowCache:
-    """Rendered rows of one (view, interval) by open time; at most 2 × `capacity` rows."""
-
-    def __init__(self, capacity: int = 50_000) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, not {capacity}")
-        self._capacity = capacity
-        self.young: dict[int, bytes] = {}
-        self.old: dict[int, bytes] = {}
-        self.forming: tuple[tuple[int, int, int], bytes] | None = None
-
-    def __len__(self) -> int:
-        return len(self.young) + len(self.old)
-
-    def get(self, open_ms: int) -> bytes | None:
-        """Return the row of the closed bucket at `open_ms` (EMPTY: none), None if unknown."""
-        row = self.young.get(open_ms)
-        if row is None:
-            row = self.old.get(open_ms)
-            if row is not None:
-                self.young[open_ms] = row
-        return row
-
-    def put(self, open_ms: int, row: bytes) -> None:
-        """Remember the row (or EMPTY) of a closed bucket."""
-        self.young[open_ms] = row
-        if len(self.young) > self._capacity:
-            self.old, self.young = self.young, {}
-
-
-_CACHES: WeakKeyDictionary[KlineView, dict[str, RowCache]] = WeakKeyDictionary()
 
 
 def kline_rows(
@@ -92,12 +58,7 @@ def kline_rows(
     limit: int,
 ) -> list[bytes]:
     """Return the rows of a Binance klines reply, as `KlineView.window` pages them."""
-    caches = _CACHES.get(view)
-    if caches is None:
-        caches = _CACHES[view] = {}
-    cache = caches.get(tf.code)
-    if cache is None:
-        cache = caches[tf.code] = RowCache()
+    cache = row_cache(view, tf)
     if tf.kind is not GridKind.FIXED:  # 3d and 1M: a few hundred buckets at most
         return _calendar(view, tf, cache, now_ms, start_ms, end_ms, limit)
     if start_ms is not None:

@@ -21,18 +21,13 @@ is what the venue is seen to do:
 - Without `start`, the newest `limit` up to `end` (default now), the forming candle
   first; nothing before the listing (an empty list, not an error).
 
-Closed candles never change, so each one's JSON row is rendered once and kept in a
-bounded, roughly-LRU cache per (venue, symbol, interval) (two dictionary generations:
-a hit in the old one is promoted; when the young one is full it replaces the old one).
-The forming candle is rebuilt on every request, from the closed sub-buckets that
+Closed candles never change, so each one's JSON row is rendered once and kept in the
+shared `rowcache`. The forming candle is rebuilt on every request, from the closed sub-buckets that
 `KlineView` memoises (days for 1W and 1M, hours for 2h to 1D) plus the forming one, so
 a month's forming candle does not re-read 31 days of minutes each time.
 """
 
 from __future__ import annotations
-
-import weakref
-from typing import Final
 
 import orjson
 
@@ -40,26 +35,7 @@ from candlevault.domain.candles import Candle
 from candlevault.domain.decimals import Precision, format_units
 from candlevault.domain.timeframes import M1, GridKind, Timeframe
 from candlevault.simulator.klines import KlineView
-
-ROWS_PER_GENERATION: Final = 100_000  # per (venue, symbol, interval): at most twice this
-
-
-class RowCache:
-    """Rendered rows of closed klines by open time, bounded, roughly least-recently-used."""
-
-    def __init__(self, capacity: int = ROWS_PER_GENERATION) -> None:
-        self.capacity = capacity
-        self.young: dict[int, bytes] = {}
-        self.old: dict[int, bytes] = {}
-
-    def put(self, open_ms: int, row: bytes) -> None:
-        """Keep the row of the closed kline opening at `open_ms`."""
-        self.young[open_ms] = row
-        if len(self.young) >= self.capacity:
-            self.old, self.young = self.young, {}
-
-
-_CACHES: weakref.WeakKeyDictionary[KlineView, dict[str, RowCache]] = weakref.WeakKeyDictionary()
+from candlevault.simulator.rowcache import EMPTY, row_cache
 
 
 def kline_opens(
@@ -105,22 +81,13 @@ def kline_rows(view: KlineView, tf: Timeframe, opens: list[int], now_ms: int) ->
         if forming is not None:
             out.append(render_kline(forming, precision))
         opens = opens[1:]
-    series = _CACHES.get(view)
-    if series is None:
-        series = _CACHES[view] = {}
-    cache = series.get(tf.code)
-    if cache is None:
-        cache = series[tf.code] = RowCache()
-    young, old = cache.young, cache.old
+    cache = row_cache(view, tf)
     for t in opens:
-        row = young.get(t)
+        row = cache.get(t)
         if row is None:
-            row = old.get(t)
-            if row is None:
-                closed = view.market.minute(t) if tf is M1 else view.bucket(tf, t, now_ms)
-                row = b"" if closed is None else render_kline(closed, precision)
+            closed = view.market.minute(t) if tf is M1 else view.bucket(tf, t, now_ms)
+            row = EMPTY if closed is None else render_kline(closed, precision)
             cache.put(t, row)
-            young, old = cache.young, cache.old
         if row:
             out.append(row)
     return out
