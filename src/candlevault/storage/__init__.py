@@ -1,0 +1,1 @@
+"""The warm layer: complete candle history (SQLite by default, MongoDB when configured)."""
