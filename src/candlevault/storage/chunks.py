@@ -22,6 +22,7 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
+from itertools import pairwise
 
 import msgspec
 
@@ -159,3 +160,17 @@ def merge(existing: CandleColumns, incoming: CandleColumns) -> tuple[CandleColum
     if existing.trades is None or incoming.trades is None:
         merged.trades = merged.taker_buy_base = merged.taker_buy_quote = None
     return merged, inserted, corrected
+
+
+def ascending(columns: CandleColumns) -> CandleColumns:
+    """Return the batch in strictly ascending open time; a repeated open time keeps the
+    last row given (the newest word on that candle)."""
+    opens = columns.open_time_ms
+    if all(a < b for a, b in pairwise(opens)):
+        return columns
+    last = {t: i for i, t in enumerate(opens)}
+    rows = [columns.candle(last[t]) for t in sorted(last)]
+    merged = columns_from(rows)
+    if columns.trades is None:
+        merged.trades = merged.taker_buy_base = merged.taker_buy_quote = None
+    return merged
