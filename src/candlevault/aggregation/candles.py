@@ -48,7 +48,7 @@ def aggregate(
     if not source.divides(target):
         raise BadRequest(f"{target.code} candles cannot be built from {source.code} candles")
     rows = _sorted_unique(candles)
-    spans = _merge(outages)
+    spans = merge_outages(outages)
     out: list[Candle] = []
     start = 0
     while start < len(rows):
@@ -85,7 +85,8 @@ def _sorted_unique(candles: Iterable[Candle]) -> list[Candle]:
     return [by_open[t] for t in sorted(by_open)]
 
 
-def _merge(outages: Sequence[Outage]) -> list[Outage]:
+def merge_outages(outages: Sequence[Outage]) -> list[Outage]:
+    """Return outages sorted with overlapping or touching spans merged."""
     merged: list[Outage] = []
     for lo, hi in sorted(outages):
         if merged and lo <= merged[-1][1]:
@@ -95,7 +96,7 @@ def _merge(outages: Sequence[Outage]) -> list[Outage]:
     return merged
 
 
-def _in_outage(spans: list[Outage], lo: int, hi: int) -> bool:
+def in_outage(spans: list[Outage], lo: int, hi: int) -> bool:
     """True when [lo, hi) lies wholly inside one outage span."""
     i = bisect_right(spans, (lo, 1 << 62)) - 1
     return i >= 0 and spans[i][0] <= lo and hi <= spans[i][1]
@@ -109,15 +110,15 @@ def _accounted(
         return False
     opens = [c.open_time_ms for c in group if c.open_time_ms >= first]
     if source.kind is not GridKind.FIXED:  # only 3d -> 3d or 1M -> 1M: one sub-interval
-        return bool(opens) or _in_outage(spans, first, next_open)
+        return bool(opens) or in_outage(spans, first, next_open)
     step, origin = source.duration_ms, source.origin_ms
-    expected = _count_within(first, next_open, step, origin)
-    dark = sum(_count_within(max(first, lo), min(next_open, hi), step, origin) for lo, hi in spans)
-    dark -= sum(1 for t in opens if _in_outage(spans, t, t + step))
+    expected = count_within(first, next_open, step, origin)
+    dark = sum(count_within(max(first, lo), min(next_open, hi), step, origin) for lo, hi in spans)
+    dark -= sum(1 for t in opens if in_outage(spans, t, t + step))
     return len(opens) + dark >= expected
 
 
-def _count_within(lo: int, hi: int, step: int, origin: int) -> int:
+def count_within(lo: int, hi: int, step: int, origin: int) -> int:
     """Count the intervals [t, t + step) of the grid (origin + k·step) inside [lo, hi)."""
     first = lo + (origin - lo) % step
     return max(0, (hi - first) // step)

@@ -9,7 +9,8 @@ Engines only store and read, so SQLite and MongoDB never each re-implement deriv
 
 Derived buckets are recomputed from the store, not from the batch alone: a batch that
 fills a gap in the middle of a day touches buckets whose other minutes were stored
-long ago, and only the store has them. Reading back costs ~0.2 µs a candle.
+long ago, and only the store has them. Reading back costs ~0.2 µs a candle, and the
+aggregation works on columns (`aggregation.columnar`), never on one object per candle.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 
-from candlevault.aggregation import Outage, aggregate
-from candlevault.domain.candles import Candle
-from candlevault.domain.columns import CandleColumns, columns_from
+from candlevault.aggregation import Outage
+from candlevault.aggregation.columnar import aggregate_columns
+from candlevault.domain.columns import CandleColumns, empty_columns
 from candlevault.domain.timeframes import M1, GridKind, Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.ingest.derive import DERIVATION, spans, touched
@@ -102,21 +103,23 @@ class Ingestor:
     ) -> CandleColumns:
         """Rebuild the `target` buckets that the `source` candles at `opens` fall in."""
         if target.kind is GridKind.LISTING and inception_ms is None:
-            return columns_from([])  # 3d buckets need the listing day; derived once known
-        buckets: list[Candle] = []
+            return empty_columns()  # 3d buckets need the listing day; derived once known
+        derived: CandleColumns | None = None
         for lo, hi in spans(target, touched(target, opens, inception_ms), inception_ms):
             rows = await self.store.read(venue, symbol, source, start_ms=lo, end_ms=hi)
-            buckets.extend(
-                aggregate(
-                    rows.candles(),
-                    target,
-                    source=source,
-                    inception_ms=inception_ms,
-                    outages=outages,
-                    now_ms=now_ms,
-                )
+            part = aggregate_columns(
+                rows,
+                target,
+                source=source,
+                inception_ms=inception_ms,
+                outages=outages,
+                now_ms=now_ms,
             )
-        return columns_from(buckets)
+            if derived is None:
+                derived = part
+            else:
+                derived.extend(part)
+        return empty_columns() if derived is None else derived
 
     async def _notify(
         self, venue: Venue, symbol: str, tf: Timeframe, candles: CandleColumns

@@ -1,0 +1,115 @@
+"""Aggregation on columns: the same rules as `aggregate`, at write-path speed.
+
+`aggregate` walks `Candle` objects, which is clear but costs ~0.5 µs a candle; the
+ingest path derives 14 timeframes from every batch, so it works on `CandleColumns`
+instead: bucket boundaries by bisecting the open times, and each field of a bucket by
+one C-level call over a list slice (max of the highs, sum of the volumes, ...). A
+bucket with a zero-volume sub-candle (rare on liquid markets) takes the careful path
+for its open/high/low/close. The result equals `aggregate`'s exactly (a property the
+tests check on random series), flags included.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+
+from candlevault.aggregation.candles import Outage, count_within, in_outage, merge_outages
+from candlevault.domain.columns import CLOSED, COMPLETE, CandleColumns, empty_columns
+from candlevault.domain.errors import BadRequest
+from candlevault.domain.timeframes import M1, GridKind, Timeframe
+
+
+def aggregate_columns(
+    rows: CandleColumns,
+    target: Timeframe,
+    *,
+    source: Timeframe = M1,
+    inception_ms: int | None = None,
+    outages: Sequence[Outage] = (),
+    now_ms: int | None = None,
+) -> CandleColumns:
+    """Aggregate strictly ascending `source` columns into `target` buckets."""
+    if not source.divides(target):
+        raise BadRequest(f"{target.code} candles cannot be built from {source.code} candles")
+    opens = rows.open_time_ms
+    out = empty_columns(rows.trades is not None)
+    spans = merge_outages(outages)
+    first_sub = None if inception_ms is None else source.bucket_open(inception_ms, inception_ms)
+    lo = 0
+    while lo < len(opens):
+        bucket = target.bucket_open(opens[lo], inception_ms)
+        nxt = target.next_open(bucket, inception_ms)
+        hi = bisect_left(opens, nxt, lo)
+        start = bucket if first_sub is None else max(bucket, first_sub)
+        complete = _complete(rows, lo, hi, source, start, nxt, spans)
+        over = nxt <= now_ms if now_ms is not None else complete
+        closed = over and min(rows.flags[lo:hi]) & CLOSED == CLOSED
+        _append(out, rows, lo, hi, bucket, nxt - 1, CLOSED * closed | COMPLETE * complete)
+        lo = hi
+    return out
+
+
+def _complete(
+    rows: CandleColumns,
+    lo: int,
+    hi: int,
+    source: Timeframe,
+    start: int,
+    nxt: int,
+    spans: list[Outage],
+) -> bool:
+    """True when every sub-interval from `start` is present (and complete) or dark."""
+    flags = rows.flags[lo:hi]
+    if min(flags) & COMPLETE != COMPLETE:
+        return False
+    opens = rows.open_time_ms
+    first = bisect_left(opens, start, lo, hi)
+    present = hi - first
+    if source.kind is not GridKind.FIXED:
+        return present > 0 or in_outage(spans, start, nxt)
+    step, origin = source.duration_ms, source.origin_ms
+    expected = count_within(start, nxt, step, origin)
+    if not spans:
+        return present >= expected
+    dark = sum(count_within(max(start, a), min(nxt, b), step, origin) for a, b in spans)
+    dark -= sum(1 for i in range(first, hi) if in_outage(spans, opens[i], opens[i] + step))
+    return present + dark >= expected
+
+
+def _append(
+    out: CandleColumns,
+    rows: CandleColumns,
+    lo: int,
+    hi: int,
+    open_ms: int,
+    close_ms: int,
+    flags: int,
+) -> None:
+    volume = rows.volume[lo:hi]
+    if 0 in volume:  # zero-volume sub-candles take no part in open/high/low/close
+        traded = [i for i in range(lo, hi) if rows.volume[i]]
+        if traded:
+            o, c = rows.open[traded[0]], rows.close[traded[-1]]
+            h = max(rows.high[i] for i in traded)
+            low = min(rows.low[i] for i in traded)
+        else:  # all flat at the previous close
+            o = h = low = c = rows.open[lo]
+    else:
+        o, c = rows.open[lo], rows.close[hi - 1]
+        h, low = max(rows.high[lo:hi]), min(rows.low[lo:hi])
+    out.open_time_ms.append(open_ms)
+    out.close_time_ms.append(close_ms)
+    out.open.append(o)
+    out.high.append(h)
+    out.low.append(low)
+    out.close.append(c)
+    out.volume.append(sum(volume))
+    out.quote_volume.append(sum(rows.quote_volume[lo:hi]))
+    if out.trades is not None and rows.trades is not None:
+        out.trades.append(sum(rows.trades[lo:hi]))
+    if out.taker_buy_base is not None and rows.taker_buy_base is not None:
+        out.taker_buy_base.append(sum(rows.taker_buy_base[lo:hi]))
+    if out.taker_buy_quote is not None and rows.taker_buy_quote is not None:
+        out.taker_buy_quote.append(sum(rows.taker_buy_quote[lo:hi]))
+    out.flags.append(flags)
