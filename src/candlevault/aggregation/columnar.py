@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import accumulate
+from operator import sub
 
 from candlevault.aggregation.candles import Outage, count_within, in_outage, merge_outages
 from candlevault.domain.columns import CLOSED, COMPLETE, CandleColumns, empty_columns
@@ -36,9 +38,16 @@ def aggregate_columns(
     out = empty_columns(rows.trades is not None)
     spans = merge_outages(outages)
     first_sub = None if inception_ms is None else source.bucket_open(inception_ms, inception_ms)
+    stride = _stride(source, target)
     lo = 0
     while lo < len(opens):
         bucket = target.bucket_open(opens[lo], inception_ms)
+        if stride and opens[lo] == bucket and (first_sub is None or bucket >= first_sub):
+            whole = _whole_buckets(rows, lo, stride, source.duration_ms)
+            if whole:
+                _append_run(out, rows, lo, whole, stride, target.duration_ms, now_ms)
+                lo += whole * stride
+                continue
         nxt = target.next_open(bucket, inception_ms)
         hi = bisect_left(opens, nxt, lo)
         start = bucket if first_sub is None else max(bucket, first_sub)
@@ -48,6 +57,66 @@ def aggregate_columns(
         _append(out, rows, lo, hi, bucket, nxt - 1, CLOSED * closed | COMPLETE * complete)
         lo = hi
     return out
+
+
+def _stride(source: Timeframe, target: Timeframe) -> int:
+    """Sub-candles per bucket when both grids are fixed (0: calendar or listing grids)."""
+    if source.kind is not GridKind.FIXED or target.kind is not GridKind.FIXED:
+        return 0
+    return target.duration_ms // source.duration_ms
+
+
+def _whole_buckets(rows: CandleColumns, lo: int, stride: int, step: int) -> int:
+    """Count the buckets from row `lo` (a bucket's first sub-interval) that are whole:
+    every sub-candle present, contiguous, traded (no zero volume), closed and complete."""
+    opens = rows.open_time_ms
+    first = opens[lo]
+    # the longest contiguous run from lo: opens[j] - first == (j - lo) * step holds for
+    # a prefix of the rows (times ascend on the grid), so bisect for its end
+    low, high = lo, len(opens) - 1
+    while low < high:
+        mid = (low + high + 1) // 2
+        if opens[mid] - first == (mid - lo) * step:
+            low = mid
+        else:
+            high = mid - 1
+    whole = (low - lo + 1) // stride
+    end = lo + whole * stride
+    if whole and (0 in rows.volume[lo:end] or min(rows.flags[lo:end]) != CLOSED | COMPLETE):
+        return 0  # rare: let the bucket-by-bucket path apply the careful rules
+    return whole
+
+
+def _append_run(
+    out: CandleColumns,
+    rows: CandleColumns,
+    lo: int,
+    whole: int,
+    k: int,
+    duration: int,
+    now_ms: int | None,
+) -> None:
+    """Append `whole` whole buckets starting at row `lo`, each field by strided C calls."""
+    end = lo + whole * k
+    first = rows.open_time_ms[lo]
+    opens = list(range(first, first + whole * duration, duration))
+    out.open_time_ms.extend(opens)
+    out.close_time_ms.extend([t + duration - 1 for t in opens])
+    out.open.extend(rows.open[lo:end:k])
+    out.close.extend(rows.close[lo + k - 1 : end : k])
+    out.high.extend(map(max, *(rows.high[lo + i : end : k] for i in range(k))))
+    out.low.extend(map(min, *(rows.low[lo + i : end : k] for i in range(k))))
+    for name in ("volume", "quote_volume", "trades", "taker_buy_base", "taker_buy_quote"):
+        column: list[int] | None = getattr(rows, name)
+        target: list[int] | None = getattr(out, name)
+        if column is not None and target is not None:
+            running = list(accumulate(column[lo:end], initial=0))
+            target.extend(map(sub, running[k::k], running[: whole * k : k]))
+    both = CLOSED | COMPLETE
+    if now_ms is None:
+        out.flags.extend([both] * whole)
+    else:
+        out.flags.extend([both if t + duration <= now_ms else COMPLETE for t in opens])
 
 
 def _complete(

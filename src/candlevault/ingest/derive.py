@@ -9,6 +9,8 @@ included (a property the aggregation tests check), so the chain changes no resul
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from candlevault.domain.timeframes import (
     D1,
     D3,
@@ -49,15 +51,13 @@ DERIVATION: tuple[tuple[Timeframe, Timeframe], ...] = (
 
 def touched(target: Timeframe, opens: list[int], inception_ms: int | None) -> list[int]:
     """Return the distinct bucket opens of `target` that candles opening at `opens`
-    (ascending) fall in, ascending."""
+    (ascending) fall in, ascending: one bisect per bucket, not a step per candle."""
     out: list[int] = []
-    next_open: int | None = None
-    for t in opens:
-        if next_open is not None and t < next_open:
-            continue
-        bucket = target.bucket_open(t, inception_ms)
-        next_open = target.next_open(bucket, inception_ms)
+    i = 0
+    while i < len(opens):
+        bucket = target.bucket_open(opens[i], inception_ms)
         out.append(bucket)
+        i = bisect_left(opens, target.next_open(bucket, inception_ms), i)
     return out
 
 
@@ -65,9 +65,8 @@ def spans(target: Timeframe, buckets: list[int], inception_ms: int | None) -> li
     """Group consecutive buckets into [first open, last close] spans to read at once."""
     out: list[tuple[int, int]] = []
     for open_ms in buckets:
-        close = target.close_time(open_ms, inception_ms)
         if out and out[-1][1] + 1 == open_ms:
-            out[-1] = (out[-1][0], close)
+            out[-1] = (out[-1][0], target.close_time(open_ms, inception_ms))
         else:
-            out.append((open_ms, close))
+            out.append((open_ms, target.close_time(open_ms, inception_ms)))
     return out

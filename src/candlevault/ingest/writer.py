@@ -74,12 +74,13 @@ class Ingestor:
             return report  # the store held exactly these candles: nothing above changes
         await self._notify(venue, symbol, M1, batch)
         changed: dict[str, list[int]] = {M1.code: batch.open_time_ms}
+        reads: dict[tuple[str, int, int], CandleColumns] = {}  # 3m and 5m read the same 1m
         for target, source in DERIVATION:
             opens = changed.get(source.code)
             if not opens:
                 continue
             derived = await self._derive(
-                venue, symbol, target, source, opens, inception_ms, outages, now_ms
+                venue, symbol, target, source, opens, inception_ms, outages, now_ms, reads
             )
             if len(derived) == 0:
                 continue
@@ -100,13 +101,18 @@ class Ingestor:
         inception_ms: int | None,
         outages: Sequence[Outage],
         now_ms: int | None,
+        reads: dict[tuple[str, int, int], CandleColumns],
     ) -> CandleColumns:
         """Rebuild the `target` buckets that the `source` candles at `opens` fall in."""
         if target.kind is GridKind.LISTING and inception_ms is None:
             return empty_columns()  # 3d buckets need the listing day; derived once known
         derived: CandleColumns | None = None
         for lo, hi in spans(target, touched(target, opens, inception_ms), inception_ms):
-            rows = await self.store.read(venue, symbol, source, start_ms=lo, end_ms=hi)
+            key = (source.code, lo, hi)
+            rows = reads.get(key)
+            if rows is None:
+                rows = await self.store.read(venue, symbol, source, start_ms=lo, end_ms=hi)
+                reads[key] = rows
             part = aggregate_columns(
                 rows,
                 target,
