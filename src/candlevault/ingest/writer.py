@@ -4,7 +4,8 @@ Bootstrap, archive import, gap fill, read-path fetches and the real-time builder
 hand closed 1m candles to `Ingestor.ingest`, which (1) upserts them, (2) rebuilds every
 higher-timeframe bucket they touch from what the store now holds, level by level along
 `DERIVATION`, with the domain core's aggregation (incomplete buckets flagged), and
-(3) tells whoever listens (the hot cache, from the serve issue on) what changed.
+(3) marks the minutes present in the coverage ledger, and (4) tells whoever listens
+(the hot cache, from the serve issue on) what changed.
 Engines only store and read, so SQLite and MongoDB never each re-implement derivation.
 
 Derived buckets are recomputed from the store, not from the batch alone: a batch that
@@ -18,10 +19,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
+import orjson
 
 from candlevault.aggregation import Outage
 from candlevault.aggregation.columnar import aggregate_columns
 from candlevault.domain.columns import CandleColumns, empty_columns
+from candlevault.domain.coverage import Coverage
+from candlevault.domain.spans import SpanSet
 from candlevault.domain.timeframes import M1, GridKind, Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.ingest.derive import DERIVATION, spans, touched
@@ -59,17 +63,27 @@ class Ingestor:
         outages: Sequence[Outage] = (),
         now_ms: int | None = None,
     ) -> IngestReport:
-        """Write closed 1m candles and every higher-timeframe bucket they touch.
+        """Write closed 1m candles, mark them present in the coverage ledger, and
+        rebuild every higher-timeframe bucket they touch.
 
-        `inception_ms` (the symbol's first candle) anchors 3d buckets and makes first
-        buckets complete from the listing; `outages` are spans the exchange confirmed
-        empty; `now_ms` tells which derived buckets are over (closed).
+        The ledger supplies the symbol's inception (3d anchor; first buckets complete
+        from the listing) and its confirmed-empty spans (outages); `inception_ms`
+        records the inception if the ledger has none, `outages` adds spans to it for
+        this call; `now_ms` tells which derived buckets are over (closed).
         """
         report = IngestReport()
         batch = ascending(minutes)
         if len(batch) == 0:
             return report
+        coverage = await self.coverage(venue, symbol)
+        if inception_ms is not None and coverage.inception_ms is None:
+            coverage = coverage.with_inception(inception_ms)
+        inception_ms = coverage.inception_ms
+        outages = [*outages, *coverage.empty]
         result = report.written[M1.code] = await self.store.upsert(venue, symbol, M1, batch)
+        updated = coverage.with_present(SpanSet.from_open_times(batch.open_time_ms))
+        if updated != coverage:
+            await self.store.save_ledger(venue, symbol, orjson.dumps(updated.to_doc()))
         if not (result.inserted or result.corrected):
             return report  # the store held exactly these candles: nothing above changes
         await self._notify(venue, symbol, M1, batch)
@@ -90,6 +104,11 @@ class Ingestor:
                 changed[target.code] = derived.open_time_ms
                 await self._notify(venue, symbol, target, derived)
         return report
+
+    async def coverage(self, venue: Venue, symbol: str) -> Coverage:
+        """Return the series' coverage ledger (empty if none was stored yet)."""
+        blob = await self.store.load_ledger(venue, symbol)
+        return Coverage() if blob is None else Coverage.from_doc(orjson.loads(blob))
 
     async def _derive(
         self,

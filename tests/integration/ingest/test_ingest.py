@@ -6,6 +6,7 @@ import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from candlevault.aggregation import aggregate
@@ -149,3 +150,44 @@ async def test_bybit_candles_keep_absent_fields_absent(store: SqliteStore) -> No
     assert rows.trades is None
     assert rows.candle(0).volume == 420
     assert rows.candle(0).complete
+
+
+async def test_the_ledger_learns_what_is_present_and_survives_a_restart(tmp_path: Path) -> None:
+    minutes = spot_candles(*ETH)
+    path = tmp_path / "candles.sqlite3"
+    first = await SqliteStore.open(path)
+    try:
+        await Ingestor(first).ingest(
+            V, "ETHUSDT", columns_from(minutes[:100]), inception_ms=minutes[0].open_time_ms
+        )
+        await Ingestor(first).ingest(
+            V, "ETHUSDT", columns_from(minutes[200:300]), inception_ms=None
+        )
+    finally:
+        await first.aclose()
+    again = await SqliteStore.open(path)
+    try:
+        coverage = await Ingestor(again).coverage(V, "ETHUSDT")
+        assert coverage.inception_ms == minutes[0].open_time_ms
+        t0 = minutes[0].open_time_ms
+        assert coverage.present.to_pairs() == [
+            [t0, t0 + 100 * MINUTE_MS],
+            [t0 + 200 * MINUTE_MS, t0 + 300 * MINUTE_MS],
+        ]
+        assert await _all(again, M1) == minutes[:100] + minutes[200:300]
+    finally:
+        await again.aclose()
+
+
+async def test_spans_confirmed_empty_in_the_ledger_count_as_outages(store: SqliteStore) -> None:
+    minutes = spot_candles(ETH[0])
+    kept = minutes[:600] + minutes[660:]  # an hour the exchange had nothing for
+    ingest = Ingestor(store)
+    dark = (minutes[600].open_time_ms, minutes[660].open_time_ms)
+    coverage = (await ingest.coverage(V, "ETHUSDT")).with_empty(dark, now_ms=dark[1] + 86_400_000)
+    await store.save_ledger(V, "ETHUSDT", orjson.dumps(coverage.to_doc()))
+    await ingest.ingest(V, "ETHUSDT", columns_from(kept), inception_ms=None)
+    (day,) = await _all(store, D1)
+    assert day.complete
+    hours = {c.open_time_ms: c for c in await _all(store, H1)}
+    assert dark[0] not in hours  # an outage is missing rows, not an invented candle
