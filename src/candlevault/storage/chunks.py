@@ -22,11 +22,12 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from itertools import pairwise
 
 import msgspec
 
-from candlevault.domain.columns import CandleColumns, columns_from
+from candlevault.domain.columns import CandleColumns, columns_from, empty_columns
 from candlevault.domain.timeframes import DAY_MS, GridKind, Timeframe
 
 MAGIC = b"CVK1"
@@ -174,3 +175,28 @@ def ascending(columns: CandleColumns) -> CandleColumns:
     if columns.trades is None:
         merged.trades = merged.taker_buy_base = merged.taker_buy_quote = None
     return merged
+
+
+def split_by_chunk(tf: Timeframe, candles: CandleColumns) -> dict[int, CandleColumns]:
+    """Group a batch by chunk key, ascending, one row per open time (the last given)."""
+    batch = ascending(candles)
+    opens = batch.open_time_ms
+    span = chunk_span_ms(tf)
+    parts: dict[int, CandleColumns] = {}
+    lo = 0
+    while lo < len(opens):
+        start = chunk_start(tf, opens[lo])
+        hi = len(opens) if span is None else bisect_left(opens, start + span, lo)
+        parts[start] = batch.slice(lo, hi)
+        lo = hi
+    return parts
+
+
+def concat(parts: Sequence[CandleColumns]) -> CandleColumns:
+    """Join ascending, non-overlapping batches into one (reusing the first's lists)."""
+    if not parts:
+        return empty_columns()
+    out = parts[0]
+    for part in parts[1:]:
+        out.extend(part)
+    return out

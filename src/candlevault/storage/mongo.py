@@ -44,8 +44,7 @@ the indexes. Server selection waits 30 s by default; 5 s here, so a dead server 
 from __future__ import annotations
 
 import contextlib
-from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, TypeAlias
 
 from bson.binary import Binary
@@ -59,11 +58,11 @@ from candlevault.domain.timeframes import Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.storage.chunks import (
     ChunkView,
-    ascending,
-    chunk_span_ms,
     chunk_start,
+    concat,
     encode,
     merge,
+    split_by_chunk,
 )
 from candlevault.storage.ports import UpsertResult
 
@@ -141,30 +140,6 @@ def _edge_terms(lo: int | None, hi: int | None) -> list[Doc]:
     return terms
 
 
-def _split(tf: Timeframe, candles: CandleColumns) -> dict[int, CandleColumns]:
-    """Group a batch by chunk key, ascending, one row per open time (the last given)."""
-    batch = ascending(candles)
-    opens = batch.open_time_ms
-    span = chunk_span_ms(tf)
-    parts: dict[int, CandleColumns] = {}
-    lo = 0
-    while lo < len(opens):
-        start = chunk_start(tf, opens[lo])
-        hi = len(opens) if span is None else bisect_left(opens, start + span, lo)
-        parts[start] = batch.slice(lo, hi)
-        lo = hi
-    return parts
-
-
-def _concat(parts: Sequence[CandleColumns]) -> CandleColumns:
-    if not parts:
-        return empty_columns()
-    out = parts[0]
-    for part in parts[1:]:
-        out.extend(part)
-    return out
-
-
 def _view(doc: Doc) -> ChunkView:
     return ChunkView(bytes(doc["data"]))
 
@@ -218,7 +193,7 @@ class MongoStore:
     ) -> UpsertResult:
         """Insert or replace candles by open time; the same candle twice is one row."""
         series = _series(venue, symbol, tf)
-        parts = _split(tf, candles)
+        parts = split_by_chunk(tf, candles)
         result = UpsertResult()
         with _storage_errors(f"upsert into {venue}/{symbol}/{tf}"):
             for _ in range(ATTEMPTS):
@@ -311,7 +286,7 @@ class MongoStore:
                         left -= last - first
                     if left == 0:
                         break
-        return _concat(parts)
+        return concat(parts)
 
     async def latest(self, venue: Venue, symbol: str, tf: Timeframe, n: int) -> CandleColumns:
         """Return the newest `n` candles, ascending."""
@@ -334,7 +309,7 @@ class MongoStore:
                     left -= take
                     if left == 0:
                         break
-        return _concat(parts[::-1])
+        return concat(parts[::-1])
 
     async def bounds(self, venue: Venue, symbol: str, tf: Timeframe) -> tuple[int, int] | None:
         """Return the first and last open time stored (None: nothing stored)."""

@@ -29,11 +29,11 @@ from candlevault.domain.timeframes import Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.storage.chunks import (
     ChunkView,
-    ascending,
-    chunk_span_ms,
     chunk_start,
+    concat,
     encode,
     merge,
+    split_by_chunk,
 )
 from candlevault.storage.ports import UpsertResult
 
@@ -80,9 +80,9 @@ class SqliteStore:
         """Insert or replace candles by open time, chunk by chunk, in one transaction."""
         if len(candles) == 0:
             return UpsertResult()
-        batch = ascending(candles)
+        parts = split_by_chunk(tf, candles)
         key = (venue.value, symbol, tf.code)
-        return await self._write(lambda c: self._upsert(c, key, tf, batch))
+        return await self._write(lambda c: self._upsert(c, key, parts))
 
     async def read(
         self,
@@ -223,13 +223,12 @@ class SqliteStore:
         self,
         conn: sqlite3.Connection,
         key: tuple[str, str, str],
-        tf: Timeframe,
-        batch: CandleColumns,
+        parts: dict[int, CandleColumns],
     ) -> UpsertResult:
         result = UpsertResult()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for start, part in _by_chunk(tf, batch):
+            for start, part in parts.items():
                 row = conn.execute(
                     f"SELECT data FROM chunks WHERE {_SERIES} AND start = ?", (*key, start)
                 ).fetchone()
@@ -285,22 +284,20 @@ class SqliteStore:
         end_ms: int | None,
         limit: int | None,
     ) -> CandleColumns:
-        out: CandleColumns | None = None
+        parts: list[CandleColumns] = []
+        have = 0
         lo_ms = -(2**62) if start_ms is None else start_ms
         hi_ms = 2**62 if end_ms is None else end_ms
         for _, blob in self._chunks(conn, key, tf, start_ms, end_ms):
             view = ChunkView(blob)
             lo, hi = view.index_range(lo_ms, hi_ms)
             if limit is not None:
-                hi = min(hi, lo + limit - (0 if out is None else len(out)))
-            part = view.rows(lo, hi)
-            if out is None:
-                out = part
-            else:
-                out.extend(part)
-            if limit is not None and len(out) >= limit:
+                hi = min(hi, lo + limit - have)
+            parts.append(view.rows(lo, hi))
+            have += len(parts[-1])
+            if limit is not None and have >= limit:
                 break
-        return empty_columns() if out is None else out
+        return concat(parts)
 
     def _latest(self, conn: sqlite3.Connection, key: tuple[str, str, str], n: int) -> CandleColumns:
         parts: list[CandleColumns] = []
@@ -312,12 +309,7 @@ class SqliteStore:
             take = min(count, n - have)
             parts.append(ChunkView(blob).rows(count - take, count))
             have += take
-        if not parts:
-            return empty_columns()
-        out = parts.pop()
-        while parts:
-            out.extend(parts.pop())
-        return out
+        return concat(parts[::-1])
 
     def _count(
         self,
@@ -369,23 +361,6 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
         return gone
-
-
-def _by_chunk(tf: Timeframe, batch: CandleColumns) -> Iterator[tuple[int, CandleColumns]]:
-    """Split an ascending batch into the chunks its rows belong to."""
-    span = chunk_span_ms(tf)
-    opens = batch.open_time_ms
-    if span is None:
-        yield 0, batch
-        return
-    lo = 0
-    while lo < len(opens):
-        start = opens[lo] - opens[lo] % span
-        hi = lo
-        while hi < len(opens) and opens[hi] < start + span:
-            hi += 1
-        yield start, batch.slice(lo, hi) if (lo, hi) != (0, len(opens)) else batch
-        lo = hi
 
 
 def _pick(rows: CandleColumns, keep: list[int]) -> CandleColumns:
