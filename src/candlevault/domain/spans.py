@@ -22,6 +22,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from heapq import merge
+from itertools import islice
+from operator import lt
 
 from candlevault.domain.errors import BadValue
 from candlevault.domain.timeframes import MINUTE_MS
@@ -73,7 +75,11 @@ class SpanSet:
     @classmethod
     def from_open_times(cls, open_times_ms: Iterable[int]) -> SpanSet:
         """Return the minutes opening at `open_times_ms` (e.g. a batch of 1m candles)."""
-        return cls((t, t + MINUTE_MS) for t in open_times_ms)
+        opens = list(open_times_ms)
+        one_run = opens and opens[-1] - opens[0] == (len(opens) - 1) * MINUTE_MS
+        if one_run and all(map(lt, opens, islice(opens, 1, None))):  # a bulk batch
+            return cls.of(opens[0], opens[-1] + MINUTE_MS)
+        return cls((t, t + MINUTE_MS) for t in opens)
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[Sequence[int]]) -> SpanSet:

@@ -1,21 +1,32 @@
 """The one write path for every candle, whatever its source.
 
 Bootstrap, archive import, gap fill, read-path fetches and the real-time builder all
-hand closed 1m candles to `Ingestor.ingest`, which (1) upserts them, (2) rebuilds every
-higher-timeframe bucket they touch from what the store now holds, level by level along
-`DERIVATION`, with the domain core's aggregation (incomplete buckets flagged), and
-(3) marks the minutes present in the coverage ledger, and (4) tells whoever listens
-(the hot cache, from the serve issue on) what changed.
-Engines only store and read, so SQLite and MongoDB never each re-implement derivation.
+hand closed 1m candles to `Ingestor.ingest`, which (1) rebuilds every higher-timeframe
+bucket they touch, level by level along `DERIVATION`, with the domain core's
+aggregation (incomplete buckets flagged), (2) writes the 1m candles, every derived
+level and the coverage ledger (the minutes marked present) in ONE store write, which
+SQLite applies as one transaction, and (3) tells whoever listens (the hot cache, from
+the serve issue on) what changed. Engines only store and read, so SQLite and MongoDB
+never each re-implement derivation.
 
-Derived buckets are recomputed from the store, not from the batch alone: a batch that
-fills a gap in the middle of a day touches buckets whose other minutes were stored
-long ago, and only the store has them. Reading back costs ~0.2 µs a candle, and the
-aggregation works on columns (`aggregation.columnar`), never on one object per candle.
+Derived buckets are recomputed from everything the store will hold, not from the batch
+alone: a batch that fills a gap in the middle of a day touches buckets whose other
+minutes were stored long ago. Since the nesting of the chain makes the buckets a batch
+touches computable from its 1m open times, every stored row needed is read up front
+(for a dense batch, only the partial buckets at its two ends; the rest comes from the
+batch and the levels derived from it), merged with what is about to be written, and
+aggregated on columns (`aggregation.columnar`), never one object per candle. One read
+phase and one write keep a bulk batch to a few thread hops, not two per level.
+
+Ingests of one (venue, symbol) are serialised (an asyncio lock per series): two
+overlapping ones would each derive from what the other had not yet written and the
+second ledger would drop the first one's minutes. Different symbols run side by side.
 """
 
 from __future__ import annotations
 
+import asyncio
+from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
@@ -29,10 +40,11 @@ from candlevault.domain.spans import SpanSet
 from candlevault.domain.timeframes import M1, GridKind, Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.ingest.derive import DERIVATION, spans, touched
-from candlevault.storage.chunks import ascending
+from candlevault.storage.chunks import ascending, concat, merge
 from candlevault.storage.ports import CandleStore, UpsertResult
 
 Listener = Callable[[Venue, str, Timeframe, CandleColumns], Awaitable[None]]
+Window = tuple[int, int]  # inclusive open-time bounds of stored source rows to read
 
 
 class IngestReport(msgspec.Struct):
@@ -47,11 +59,12 @@ class IngestReport(msgspec.Struct):
 
 
 class Ingestor:
-    """Upsert 1m candles and keep every derived timeframe exact."""
+    """Upsert 1m candles and keep every derived timeframe and the ledger exact."""
 
     def __init__(self, store: CandleStore, listeners: Sequence[Listener] = ()) -> None:
         self.store = store
         self._listeners = tuple(listeners)
+        self._locks: dict[tuple[Venue, str], asyncio.Lock] = {}
 
     async def ingest(
         self,
@@ -71,68 +84,49 @@ class Ingestor:
         records the inception if the ledger has none, `outages` adds spans to it for
         this call; `now_ms` tells which derived buckets are over (closed).
         """
-        report = IngestReport()
         batch = ascending(minutes)
         if len(batch) == 0:
-            return report
-        coverage = await self.coverage(venue, symbol)
-        if inception_ms is not None and coverage.inception_ms is None:
-            coverage = coverage.with_inception(inception_ms)
-        inception_ms = coverage.inception_ms
-        outages = [*outages, *coverage.empty]
-        result = report.written[M1.code] = await self.store.upsert(venue, symbol, M1, batch)
-        updated = coverage.with_present(SpanSet.from_open_times(batch.open_time_ms))
-        if updated != coverage:
-            await self.store.save_ledger(venue, symbol, orjson.dumps(updated.to_doc()))
-        if not (result.inserted or result.corrected):
-            return report  # the store held exactly these candles: nothing above changes
-        await self._notify(venue, symbol, M1, batch)
-        changed: dict[str, list[int]] = {M1.code: batch.open_time_ms}
-        reads: dict[tuple[str, int, int], CandleColumns] = {}  # 3m and 5m read the same 1m
-        for target, source in DERIVATION:
-            opens = changed.get(source.code)
-            if not opens:
-                continue
-            derived = await self._derive(
-                venue, symbol, target, source, opens, inception_ms, outages, now_ms, reads
-            )
-            if len(derived) == 0:
-                continue
-            result = await self.store.upsert(venue, symbol, target, derived)
-            report.written[target.code] = result
-            if result.inserted or result.corrected:  # else the levels above are unchanged too
-                changed[target.code] = derived.open_time_ms
-                await self._notify(venue, symbol, target, derived)
-        return report
+            return IngestReport()
+        lock = self._locks.setdefault((venue, symbol), asyncio.Lock())
+        async with lock:
+            return await self._ingest(venue, symbol, batch, inception_ms, outages, now_ms)
 
     async def coverage(self, venue: Venue, symbol: str) -> Coverage:
         """Return the series' coverage ledger (empty if none was stored yet)."""
         blob = await self.store.load_ledger(venue, symbol)
         return Coverage() if blob is None else Coverage.from_doc(orjson.loads(blob))
 
-    async def _derive(
+    async def _ingest(
         self,
         venue: Venue,
         symbol: str,
-        target: Timeframe,
-        source: Timeframe,
-        opens: list[int],
+        batch: CandleColumns,
         inception_ms: int | None,
-        outages: Sequence[Outage],
+        extra_outages: Sequence[Outage],
         now_ms: int | None,
-        reads: dict[tuple[str, int, int], CandleColumns],
-    ) -> CandleColumns:
-        """Rebuild the `target` buckets that the `source` candles at `opens` fall in."""
-        if target.kind is GridKind.LISTING and inception_ms is None:
-            return empty_columns()  # 3d buckets need the listing day; derived once known
-        derived: CandleColumns | None = None
-        for lo, hi in spans(target, touched(target, opens, inception_ms), inception_ms):
-            key = (source.code, lo, hi)
-            rows = reads.get(key)
-            if rows is None:
-                rows = await self.store.read(venue, symbol, source, start_ms=lo, end_ms=hi)
-                reads[key] = rows
-            part = aggregate_columns(
+    ) -> IngestReport:
+        coverage = await self.coverage(venue, symbol)
+        if inception_ms is not None and coverage.inception_ms is None:
+            coverage = coverage.with_inception(inception_ms)
+        inception_ms = coverage.inception_ms
+        outages = [*extra_outages, *coverage.empty]
+        opens = batch.open_time_ms
+        updated = coverage.with_present(SpanSet.from_open_times(opens))
+        ledger = None if updated == coverage else orjson.dumps(updated.to_doc())
+        if ledger is None and await self._holds(venue, symbol, batch):
+            return IngestReport({M1.code: UpsertResult(unchanged=len(batch))})
+
+        levels = [
+            (target, source)
+            for target, source in DERIVATION
+            if not (target.kind is GridKind.LISTING and inception_ms is None)
+        ]  # 3d buckets need the listing day: derived once it is known
+        stored = await self._stored_sources(venue, symbol, batch, levels, inception_ms)
+        writes: list[tuple[Timeframe, CandleColumns]] = [(M1, batch)]
+        held = {M1.code: batch}
+        for (target, source), (reads, fetched) in zip(levels, stored, strict=True):
+            rows = _source_rows(held[source.code], reads, fetched)
+            derived = aggregate_columns(
                 rows,
                 target,
                 source=source,
@@ -140,14 +134,100 @@ class Ingestor:
                 outages=outages,
                 now_ms=now_ms,
             )
-            if derived is None:
-                derived = part
+            held[target.code] = derived
+            writes.append((target, derived))
+
+        results = await self.store.write(venue, symbol, writes, ledger)
+        report = IngestReport()
+        for (tf, rows), result in zip(writes, results, strict=True):
+            report.written[tf.code] = result
+            if result.inserted or result.corrected:
+                await self._notify(venue, symbol, tf, rows)
+        return report
+
+    async def _holds(self, venue: Venue, symbol: str, batch: CandleColumns) -> bool:
+        """True when the store holds exactly `batch` already (a re-fetch or re-import:
+        the ledger says every minute is present), so nothing needs writing."""
+        opens = batch.open_time_ms
+        stored = await self.store.read(venue, symbol, M1, start_ms=opens[0], end_ms=opens[-1])
+        _, inserted, corrected = merge(stored, batch)
+        return inserted == corrected == 0
+
+    async def _stored_sources(
+        self,
+        venue: Venue,
+        symbol: str,
+        batch: CandleColumns,
+        levels: Sequence[tuple[Timeframe, Timeframe]],
+        inception_ms: int | None,
+    ) -> list[tuple[list[Window], list[CandleColumns]]]:
+        """For each level, the stored `source` rows its touched buckets need beyond
+        what this ingest writes: the windows read and what they returned.
+
+        A target bucket touched by the batch is touched by the source rows derived
+        from it (the chain nests), so the windows follow from the 1m open times alone
+        and every read can run at once, before anything is written. For a dense batch
+        they are the parts of its two end buckets outside the batch's span; for a
+        batch with holes, every touched bucket whole."""
+        opens = batch.open_time_ms
+        dense = opens[-1] - opens[0] == (len(opens) - 1) * M1.duration_ms
+        plans: list[list[Window]] = []
+        for target, source in levels:
+            if dense:
+                plans.append(_edge_windows(target, source, opens[0], opens[-1], inception_ms))
             else:
-                derived.extend(part)
-        return empty_columns() if derived is None else derived
+                plans.append(spans(target, touched(target, opens, inception_ms), inception_ms))
+        reads = [
+            self.store.read(venue, symbol, source, start_ms=lo, end_ms=hi)
+            for (_, source), windows in zip(levels, plans, strict=True)
+            for lo, hi in windows
+        ]
+        fetched = iter(await asyncio.gather(*reads))
+        return [(windows, [next(fetched) for _ in windows]) for windows in plans]
 
     async def _notify(
         self, venue: Venue, symbol: str, tf: Timeframe, candles: CandleColumns
     ) -> None:
         for listener in self._listeners:
             await listener(venue, symbol, tf, candles)
+
+
+def _edge_windows(
+    target: Timeframe, source: Timeframe, first_ms: int, last_ms: int, inception_ms: int | None
+) -> list[Window]:
+    """The stored `source` rows that the end buckets of a dense batch of minutes
+    [first_ms, last_ms] need and the batch does not bring: before its first source
+    bucket and after its last one, within the touched target buckets."""
+    windows: list[Window] = []
+    head = target.bucket_open(first_ms, inception_ms)
+    brought_from = source.bucket_open(first_ms, inception_ms)
+    if head < brought_from:
+        windows.append((head, brought_from - 1))
+    brought_to = source.next_open(last_ms, inception_ms)
+    tail_end = target.next_open(last_ms, inception_ms)
+    if brought_to < tail_end:
+        windows.append((brought_to, tail_end - 1))
+    return windows
+
+
+def _source_rows(
+    written: CandleColumns, windows: list[Window], stored: list[CandleColumns]
+) -> CandleColumns:
+    """Return every `source` row the touched buckets hold once `written` is stored:
+    the stored rows of `windows`, with `written` replacing rows of the same open time."""
+    if not any(len(rows) for rows in stored):
+        return written  # nothing stored around the batch (a bootstrap): no copy at all
+    opens = written.open_time_ms
+    parts: list[CandleColumns] = []
+    taken = 0  # written rows placed so far
+    for (lo, hi), rows in zip(windows, stored, strict=True):
+        start, end = bisect_left(opens, lo), bisect_right(opens, hi)
+        if start > taken:  # written rows between the previous window and this one
+            parts.append(written.slice(taken, start))
+        inside = written.slice(start, end)
+        parts.append(merge(rows, inside)[0] if len(inside) else rows)
+        taken = max(taken, end)
+    if taken < len(written):
+        parts.append(written.slice(taken, len(written)))
+    parts = [p for p in parts if len(p)]
+    return concat(parts) if parts else empty_columns(written.trades is not None)

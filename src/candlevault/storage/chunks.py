@@ -23,7 +23,8 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from itertools import pairwise
+from itertools import islice
+from operator import lt
 
 import msgspec
 
@@ -61,7 +62,10 @@ def encode(columns: CandleColumns) -> bytes:
         values: list[int] | None = getattr(columns, name)
         if values is None:
             parts.append(bytes((_ABSENT,)))
-        elif i == _FLAGS:
+            continue
+        if len(values) != n:  # a ragged batch would be read back shifted: refuse it
+            raise ValueError(f"column {name} has {len(values)} values for {n} candles")
+        if i == _FLAGS:
             parts.append(bytes((_INT8,)) + array("b", values).tobytes())
         else:
             try:
@@ -79,7 +83,7 @@ def encode(columns: CandleColumns) -> bytes:
 class ChunkView:
     """A packed chunk, read lazily: columns and rows are unpacked only when asked for."""
 
-    __slots__ = ("_blob", "_columns", "count")
+    __slots__ = ("_blob", "_columns", "count", "size")
 
     def __init__(self, blob: bytes) -> None:
         magic, n = _HEADER.unpack_from(blob, 0)
@@ -87,6 +91,7 @@ class ChunkView:
             raise ValueError(f"not a candle chunk (magic {magic!r})")
         self._blob = memoryview(blob)
         self.count: int = n
+        self.size = len(blob)
         self._columns: list[tuple[int, int, int]] = []  # kind, offset, byte length
         offset = _HEADER.size
         for _ in _FIELDS:
@@ -141,33 +146,58 @@ def _unpack(typecode: str, data: memoryview) -> array[int]:
 
 
 def merge(existing: CandleColumns, incoming: CandleColumns) -> tuple[CandleColumns, int, int]:
-    """Merge `incoming` into `existing` by open time: new rows are added, rows with the
-    same open time replaced. Return (merged, inserted, corrected) where `corrected`
-    counts replaced rows whose content changed; identical rows are not counted."""
-    if len(existing) == 0:
-        return incoming, len(incoming), 0
-    by_open = {existing.open_time_ms[i]: i for i in range(len(existing))}
-    inserted = corrected = 0
-    rows = {t: existing.candle(i) for t, i in by_open.items()}
-    for j in range(len(incoming)):
-        candle = incoming.candle(j)
-        old = rows.get(candle.open_time_ms)
-        if old is None:
-            inserted += 1
-        elif old != candle:
-            corrected += 1
-        rows[candle.open_time_ms] = candle
-    merged = columns_from([rows[t] for t in sorted(rows)])
-    if existing.trades is None or incoming.trades is None:
-        merged.trades = merged.taker_buy_base = merged.taker_buy_quote = None
-    return merged, inserted, corrected
+    """Merge `incoming` into `existing` (both strictly ascending) by open time: new rows
+    are added, rows with the same open time replaced. Return (merged, inserted,
+    corrected) where `corrected` counts replaced rows whose content changed; identical
+    rows are not counted.
+
+    Only the rows whose open times interleave are compared one by one (as row tuples);
+    what lies before or after `incoming` is copied as list slices, so appending a day
+    to a chunk costs list copies, not a Python step per stored candle."""
+    if len(existing) == 0 or len(incoming) == 0:
+        return (incoming if len(existing) == 0 else existing), len(incoming), 0
+    old_opens = existing.open_time_ms
+    new_opens = incoming.open_time_ms
+    lo = bisect_left(old_opens, new_opens[0])
+    hi = bisect_right(old_opens, new_opens[-1])
+    old = {old_opens[k]: row for k, row in zip(range(lo, hi), _rows(existing, lo, hi), strict=True)}
+    corrected = 0
+    for t, row in zip(new_opens, _rows(incoming, 0, len(incoming)), strict=True):
+        before = old.pop(t, None)
+        corrected += before is not None and before != row
+    replaced = (hi - lo) - len(old)
+    if old:  # stored rows between incoming ones that incoming does not name: keep them
+        middle = _from_rows(sorted([*old.items(), *zip(new_opens, _rows(incoming), strict=True)]))
+    else:
+        middle = incoming
+    merged = concat([existing.slice(0, lo), middle, existing.slice(hi, len(existing))])
+    return merged, len(incoming) - replaced, corrected
+
+
+def _rows(columns: CandleColumns, lo: int = 0, hi: int | None = None) -> list[tuple[object, ...]]:
+    """Return rows [lo, hi) as tuples of every field (None where a column is absent)."""
+    hi = len(columns) if hi is None else hi
+    n = hi - lo
+    cols = [[None] * n if c is None else c[lo:hi] for c in _all_columns(columns)]
+    return list(zip(*cols, strict=True))
+
+
+def _from_rows(keyed: list[tuple[int, tuple[object, ...]]]) -> CandleColumns:
+    """Build columns from (open time, row tuple) pairs, ascending; a column with a None
+    anywhere becomes absent."""
+    cols = [list(c) for c in zip(*(row for _, row in keyed), strict=True)]
+    return CandleColumns(*(None if None in c else c for c in cols))  # type: ignore[arg-type]
+
+
+def _all_columns(columns: CandleColumns) -> list[list[int] | None]:
+    return [getattr(columns, name) for name in _FIELDS]
 
 
 def ascending(columns: CandleColumns) -> CandleColumns:
     """Return the batch in strictly ascending open time; a repeated open time keeps the
     last row given (the newest word on that candle)."""
     opens = columns.open_time_ms
-    if all(a < b for a, b in pairwise(opens)):
+    if all(map(lt, opens, islice(opens, 1, None))):
         return columns
     last = {t: i for i, t in enumerate(opens)}
     rows = [columns.candle(last[t]) for t in sorted(last)]

@@ -44,7 +44,7 @@ the indexes. Server selection waits 30 s by default; 5 s here, so a dead server 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeAlias
 
 from bson.binary import Binary
@@ -206,6 +206,21 @@ class MongoStore:
             f"upsert into {venue}/{symbol}/{tf}: chunks {sorted(parts)} kept changing "
             f"under concurrent writers ({ATTEMPTS} attempts)"
         )
+
+    async def write(
+        self,
+        venue: Venue,
+        symbol: str,
+        batches: Sequence[tuple[Timeframe, CandleColumns]],
+        ledger: bytes | None = None,
+    ) -> list[UpsertResult]:
+        """Upsert the batches in order, then store the ledger. Without a replica set
+        there are no multi-document transactions, so the order is the guarantee: the
+        ledger, written last, never claims candles that a crash kept from the store."""
+        results = [await self.upsert(venue, symbol, tf, candles) for tf, candles in batches]
+        if ledger is not None:
+            await self.save_ledger(venue, symbol, ledger)
+        return results
 
     async def _merge_write(
         self, series: Doc, parts: dict[int, CandleColumns]

@@ -9,6 +9,7 @@ Binance's klines bound open times.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -40,6 +41,22 @@ class CandleStore(Protocol):
         self, venue: Venue, symbol: str, tf: Timeframe, candles: CandleColumns
     ) -> UpsertResult:
         """Insert or replace candles by open time; the same candle twice is one row."""
+        ...
+
+    async def write(
+        self,
+        venue: Venue,
+        symbol: str,
+        batches: Sequence[tuple[Timeframe, CandleColumns]],
+        ledger: bytes | None = None,
+    ) -> list[UpsertResult]:
+        """Upsert each (timeframe, candles) batch in order, then store the ledger (if
+        given); return each batch's result.
+
+        This is the ingest layer's one write: an engine with transactions applies all
+        of it atomically (SQLite); one without applies it in this order (MongoDB), so
+        a crash midway leaves the ledger, written last, claiming nothing unstored and
+        the next ingest of those minutes rebuilds what lies above them."""
         ...
 
     async def read(

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from contextlib import aclosing, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +28,7 @@ from candlevault.domain.columns import CandleColumns, columns_from, empty_column
 from candlevault.domain.errors import StorageError
 from candlevault.domain.timeframes import Timeframe
 from candlevault.domain.venues import Venue
+from candlevault.storage.chunk_cache import ChunkCache, ChunkChange, ChunkMeta, Directory
 from candlevault.storage.chunks import (
     ChunkView,
     chunk_start,
@@ -35,6 +37,7 @@ from candlevault.storage.chunks import (
     merge,
     split_by_chunk,
 )
+from candlevault.storage.lock import DataDirLock
 from candlevault.storage.ports import UpsertResult
 from candlevault.storage.workers import WorkerPool
 
@@ -67,22 +70,53 @@ DROP TABLE chunks_without_rowid;
 """
 )
 _SERIES = "venue = ? AND symbol = ? AND tf = ?"
+DEFAULT_CACHE_MB = 256  # ~2,000 day chunks of 1m: weeks of every symbol's recent history
+_SCAN_CHUNKS = 16
 
 
 class SqliteStore:
     """`CandleStore` on one SQLite file; open with `await SqliteStore.open(path)`."""
 
-    def __init__(self, path: Path, readers: int = 4) -> None:
+    def __init__(
+        self, path: Path, readers: int, cache_bytes: int, lock: DataDirLock | None
+    ) -> None:
         self.path = path
-        self._writer = WorkerPool(1, "sqlite-writer", self._open_writer, _close)
+        self.readonly = lock is None
+        self._lock = lock
+        self._writer: WorkerPool[sqlite3.Connection] | None = None
+        if lock is not None:
+            self._writer = WorkerPool(1, "sqlite-writer", self._open_writer, _close)
         self._readers = WorkerPool(readers, "sqlite-reader", self._open_reader, _close)
+        self._cache = ChunkCache(cache_bytes) if lock is not None and cache_bytes else None
 
     @classmethod
-    async def open(cls, path: Path, readers: int = 4) -> SqliteStore:
-        """Open (creating if needed) the store file at `path` (`data_dir / FILE_NAME`)."""
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        store = cls(path, readers)
-        await store._write(store._create)
+    async def open(
+        cls,
+        path: Path,
+        *,
+        readers: int = 4,
+        cache_mb: int = DEFAULT_CACHE_MB,
+        readonly: bool = False,
+    ) -> SqliteStore:
+        """Open the store file at `path` (`data_dir / FILE_NAME`).
+
+        Writable (the default): creates the file if needed and takes the data dir's
+        writer lock (`storage.lock`; StorageError naming the holder if another process
+        has it), which also makes this process's chunk cache of `cache_mb` MiB exact.
+        `readonly`: no lock, no writes, no cache; every read goes to SQLite, so it sees
+        what a writer in another process commits."""
+        if readonly:
+            if not await asyncio.to_thread(path.is_file):
+                raise StorageError(f"no candle store at {path}")
+            return cls(path, readers, 0, None)
+        lock = DataDirLock(path.parent)
+        await asyncio.to_thread(lock.acquire)
+        store = cls(path, readers, cache_mb * 2**20, lock)
+        try:
+            await store._write(store._create)
+        except BaseException:
+            await store.aclose()
+            raise
         return store
 
     # -- CandleStore ------------------------------------------------------------------
@@ -95,7 +129,31 @@ class SqliteStore:
             return UpsertResult()
         parts = split_by_chunk(tf, candles)
         key = (venue.value, symbol, tf.code)
-        return await self._write(lambda c: self._upsert(c, key, parts))
+
+        def write(c: sqlite3.Connection, changes: list[ChunkChange]) -> UpsertResult:
+            return self._upsert(c, key, parts, changes)
+
+        return await self._commit(write)
+
+    async def write(
+        self,
+        venue: Venue,
+        symbol: str,
+        batches: Sequence[tuple[Timeframe, CandleColumns]],
+        ledger: bytes | None = None,
+    ) -> list[UpsertResult]:
+        """Upsert the batches in order and store the ledger, all in one transaction."""
+        work = [
+            ((venue.value, symbol, tf.code), split_by_chunk(tf, candles)) for tf, candles in batches
+        ]
+
+        def write(c: sqlite3.Connection, changes: list[ChunkChange]) -> list[UpsertResult]:
+            results = [self._upsert(c, key, parts, changes) for key, parts in work]
+            if ledger is not None:
+                self._put_ledger(c, venue, symbol, ledger)
+            return results
+
+        return await self._commit(write)
 
     async def read(
         self,
@@ -109,16 +167,49 @@ class SqliteStore:
     ) -> CandleColumns:
         """Return candles opening in [start_ms, end_ms], ascending, the oldest `limit`."""
         key = (venue.value, symbol, tf.code)
-        return await self._read(lambda c: self._range(c, key, tf, start_ms, end_ms, limit))
+        if self._cache is None:
+            return await self._read(lambda c: self._range(c, key, tf, start_ms, end_ms, limit))
+        low = -(2**62) if start_ms is None else chunk_start(tf, start_ms)
+        directory = await self._directory(key)
+        chunks = directory.window(low, 2**62 if end_ms is None else end_ms, start_ms or -(2**62))
+        if limit is not None:
+            chunks = _enough(chunks, limit, from_end=False)
+        lo_ms = -(2**62) if start_ms is None else start_ms
+        hi_ms = 2**62 if end_ms is None else end_ms
+        parts: list[CandleColumns] = []
+        have = 0
+        async with aclosing(self._views(key, chunks)) as views:
+            async for view in views:
+                lo, hi = view.index_range(lo_ms, hi_ms)
+                if limit is not None:
+                    hi = min(hi, lo + limit - have)
+                parts.append(view.rows(lo, hi))
+                have += len(parts[-1])
+                if limit is not None and have >= limit:
+                    break
+        return concat(parts)
 
     async def latest(self, venue: Venue, symbol: str, tf: Timeframe, n: int) -> CandleColumns:
         """Return the newest `n` candles, ascending."""
         key = (venue.value, symbol, tf.code)
-        return await self._read(lambda c: self._latest(c, key, n))
+        if self._cache is None:
+            return await self._read(lambda c: self._latest(c, key, n))
+        chunks = _enough((await self._directory(key)).chunks, n, from_end=True)
+        parts: list[CandleColumns] = []
+        have = 0
+        async with aclosing(self._views(key, chunks[::-1])) as views:
+            async for view in views:
+                take = min(view.count, n - have)
+                parts.append(view.rows(view.count - take, view.count))
+                have += take
+        return concat(parts[::-1])
 
     async def bounds(self, venue: Venue, symbol: str, tf: Timeframe) -> tuple[int, int] | None:
         """Return the first and last open time stored (None: nothing stored)."""
         key = (venue.value, symbol, tf.code)
+        if self._cache is not None:
+            chunks = (await self._directory(key)).chunks
+            return (chunks[0].first, chunks[-1].last) if chunks else None
 
         def query(c: sqlite3.Connection) -> tuple[int, int] | None:
             row = c.execute(f"SELECT min(first), max(last) FROM chunks WHERE {_SERIES}", key)
@@ -145,7 +236,9 @@ class SqliteStore:
     ) -> int:
         """Delete the candles opening in [start_ms, end_ms]; return how many went."""
         key = (venue.value, symbol, tf.code)
-        return await self._write(lambda c: self._delete(c, key, tf, start_ms, end_ms))
+        return await self._commit(
+            lambda c, changes: self._delete(c, key, tf, start_ms, end_ms, changes)
+        )
 
     async def load_ledger(self, venue: Venue, symbol: str) -> bytes | None:
         """Return the stored coverage ledger blob of (venue, symbol)."""
@@ -161,25 +254,38 @@ class SqliteStore:
     async def save_ledger(self, venue: Venue, symbol: str, ledger: bytes) -> None:
         """Store the coverage ledger blob of (venue, symbol)."""
 
-        def write(c: sqlite3.Connection) -> None:
-            with c:
-                c.execute(
-                    "INSERT INTO ledgers VALUES (?, ?, ?) ON CONFLICT (venue, symbol) "
-                    "DO UPDATE SET data = excluded.data",
-                    (venue.value, symbol, ledger),
-                )
-
-        await self._write(write)
+        await self._commit(lambda c, _: self._put_ledger(c, venue, symbol, ledger))
 
     async def aclose(self) -> None:
-        """Wait for pending work, then close every connection."""
-        await self._writer.aclose()
-        await self._readers.aclose()
+        """Wait for pending work, close every connection, release the writer lock."""
+        try:
+            if self._writer is not None:
+                await self._writer.aclose()
+            await self._readers.aclose()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
-    # -- threads and connections ------------------------------------------------------
+    # -- threads, connections and the chunk cache --------------------------------------
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StorageError(f"the candle store at {self.path} was opened read-only")
         return await self._run(self._writer, work)
+
+    async def _commit(self, work: Callable[[sqlite3.Connection, list[ChunkChange]], T]) -> T:
+        """Run `work` in one write transaction; once committed, let the cache follow."""
+
+        def run(c: sqlite3.Connection) -> tuple[T, list[ChunkChange]]:
+            changes: list[ChunkChange] = []
+            with _transaction(c):
+                result = work(c, changes)
+            return result, changes
+
+        result, changes = await self._write(run)
+        if self._cache is not None:
+            self._cache.apply(changes)
+        return result
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._run(self._readers, work)
@@ -192,6 +298,44 @@ class SqliteStore:
             return await pool.run(work)
         except sqlite3.Error as e:
             raise StorageError(f"SQLite: {e}") from e
+
+    async def _directory(self, key: tuple[str, str, str]) -> Directory:
+        assert self._cache is not None
+        directory = self._cache.directory(key)
+        if directory is None:
+            generation = self._cache.generation(key)
+            chunks = await self._read(lambda c: _load_directory(c, key))
+            self._cache.set_directory(key, chunks, generation)
+            directory = self._cache.directory(key) or Directory(chunks)
+        return directory
+
+    async def _views(
+        self, key: tuple[str, str, str], chunks: list[ChunkMeta]
+    ) -> AsyncGenerator[ChunkView, None]:
+        """Yield the chunks' views in order: cached ones straight from memory; at the
+        first miss, every missing one of the rest in one trip to a reader thread. A long
+        scan (more than `_SCAN_CHUNKS` missing) is not cached, so one export of a whole
+        history cannot evict every hot chunk."""
+        assert self._cache is not None
+        cache = self._cache
+        hits = 0
+        while hits < len(chunks) and (view := cache.blob(key, chunks[hits].start)) is not None:
+            yield view
+            hits += 1
+        rest = chunks[hits:]
+        if not rest:
+            return
+        views = [cache.blob(key, c.start) for c in rest]
+        missing = [c.start for c, v in zip(rest, views, strict=True) if v is None]
+        generation = cache.generation(key)
+        blobs = iter(await self._read(lambda c: _load_blobs(c, key, missing)))
+        keep = len(missing) <= _SCAN_CHUNKS
+        for chunk, cached in zip(rest, views, strict=True):
+            if cached is not None:
+                yield cached
+                continue
+            blob = next(blobs)
+            yield cache.fill(key, chunk.start, blob, generation) if keep else ChunkView(blob)
 
     def _open_writer(self) -> sqlite3.Connection:
         return self._connect(readonly=False)
@@ -209,6 +353,9 @@ class SqliteStore:
             conn.execute("PRAGMA page_size = 65536")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Derived chunks are read, merged and rewritten batch after batch: keep
+            # the recent ones in SQLite's cache (64 MiB instead of the default 2 MiB).
+            conn.execute("PRAGMA cache_size = -65536")
         return conn
 
     @staticmethod
@@ -225,39 +372,46 @@ class SqliteStore:
         conn: sqlite3.Connection,
         key: tuple[str, str, str],
         parts: dict[int, CandleColumns],
+        changes: list[ChunkChange],
     ) -> UpsertResult:
+        """Merge `parts` into their chunks (inside the caller's transaction)."""
         result = UpsertResult()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for start, part in parts.items():
-                row = conn.execute(
-                    f"SELECT data FROM chunks WHERE {_SERIES} AND start = ?", (*key, start)
-                ).fetchone()
-                existing = empty_columns() if row is None else ChunkView(row[0]).rows()
-                merged, inserted, corrected = merge(existing, part)
-                result += UpsertResult(inserted, corrected, len(part) - inserted - corrected)
-                if inserted or corrected:
-                    self._put_chunk(conn, key, start, merged)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        for start, part in parts.items():
+            row = conn.execute(
+                f"SELECT data FROM chunks WHERE {_SERIES} AND start = ?", (*key, start)
+            ).fetchone()
+            existing = empty_columns() if row is None else ChunkView(row[0]).rows()
+            merged, inserted, corrected = merge(existing, part)
+            result += UpsertResult(inserted, corrected, len(part) - inserted - corrected)
+            if inserted or corrected:
+                changes.append(self._put_chunk(conn, key, start, merged))
         return result
+
+    @staticmethod
+    def _put_ledger(conn: sqlite3.Connection, venue: Venue, symbol: str, ledger: bytes) -> None:
+        conn.execute(
+            "INSERT INTO ledgers VALUES (?, ?, ?) ON CONFLICT (venue, symbol) "
+            "DO UPDATE SET data = excluded.data",
+            (venue.value, symbol, ledger),
+        )
 
     @staticmethod
     def _put_chunk(
         conn: sqlite3.Connection, key: tuple[str, str, str], start: int, rows: CandleColumns
-    ) -> None:
+    ) -> ChunkChange:
         if len(rows) == 0:
             conn.execute(f"DELETE FROM chunks WHERE {_SERIES} AND start = ?", (*key, start))
-            return
+            return ChunkChange(key, start, None, None)
+        blob = encode(rows)
+        meta = ChunkMeta(start, rows.open_time_ms[0], rows.open_time_ms[-1], len(rows))
         conn.execute(
             "INSERT INTO chunks (venue, symbol, tf, start, first, last, n, data) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (venue, symbol, tf, start) DO UPDATE SET first = excluded.first, "
             "last = excluded.last, n = excluded.n, data = excluded.data",
-            (*key, start, rows.open_time_ms[0], rows.open_time_ms[-1], len(rows), encode(rows)),
+            (*key, start, meta.first, meta.last, meta.n, blob),
         )
+        return ChunkChange(key, start, meta, blob)
 
     @staticmethod
     def _chunks(
@@ -266,16 +420,23 @@ class SqliteStore:
         tf: Timeframe,
         start_ms: int | None,
         end_ms: int | None,
-        descending: bool = False,
-    ) -> Iterator[tuple[int, bytes]]:
+    ) -> Iterator[tuple[int, int, int, int]]:
+        """Yield (id, first, last, n) of the chunks that may hold candles opening in
+        [start_ms, end_ms], ascending. Metadata only: a blob is read (`_blob`) only
+        when needed, never one ahead (sqlite3 cursors step one row ahead of the
+        caller, and a blob is ~128 KiB)."""
         low = -(2**62) if start_ms is None else chunk_start(tf, start_ms)
         high = 2**62 if end_ms is None else end_ms
-        order = "DESC" if descending else "ASC"
         yield from conn.execute(
-            f"SELECT n, data FROM chunks WHERE {_SERIES} AND start >= ? AND start <= ? "
-            f"AND last >= ? ORDER BY start {order}",
+            f"SELECT id, first, last, n FROM chunks WHERE {_SERIES} AND start >= ? "
+            "AND start <= ? AND last >= ? ORDER BY start",
             (*key, low, high, -(2**62) if start_ms is None else start_ms),
         )
+
+    @staticmethod
+    def _blob(conn: sqlite3.Connection, chunk_id: int) -> ChunkView:
+        (blob,) = conn.execute("SELECT data FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+        return ChunkView(blob)
 
     def _range(
         self,
@@ -290,26 +451,26 @@ class SqliteStore:
         have = 0
         lo_ms = -(2**62) if start_ms is None else start_ms
         hi_ms = 2**62 if end_ms is None else end_ms
-        for _, blob in self._chunks(conn, key, tf, start_ms, end_ms):
-            view = ChunkView(blob)
+        for chunk_id, *_ in self._chunks(conn, key, tf, start_ms, end_ms):
+            if limit is not None and have >= limit:
+                break
+            view = self._blob(conn, chunk_id)
             lo, hi = view.index_range(lo_ms, hi_ms)
             if limit is not None:
                 hi = min(hi, lo + limit - have)
             parts.append(view.rows(lo, hi))
             have += len(parts[-1])
-            if limit is not None and have >= limit:
-                break
         return concat(parts)
 
     def _latest(self, conn: sqlite3.Connection, key: tuple[str, str, str], n: int) -> CandleColumns:
         parts: list[CandleColumns] = []
         have = 0
-        rows = conn.execute(f"SELECT n, data FROM chunks WHERE {_SERIES} ORDER BY start DESC", key)
-        for count, blob in rows:
+        chunks = conn.execute(f"SELECT id, n FROM chunks WHERE {_SERIES} ORDER BY start DESC", key)
+        for chunk_id, count in chunks:
             if have >= n:
                 break
             take = min(count, n - have)
-            parts.append(ChunkView(blob).rows(count - take, count))
+            parts.append(self._blob(conn, chunk_id).rows(count - take, count))
             have += take
         return concat(parts[::-1])
 
@@ -324,13 +485,11 @@ class SqliteStore:
         lo_ms = -(2**62) if start_ms is None else start_ms
         hi_ms = 2**62 if end_ms is None else end_ms
         total = 0
-        for n, blob in self._chunks(conn, key, tf, start_ms, end_ms):
-            view = ChunkView(blob)
-            opens = view.open_times()
-            if opens[0] >= lo_ms and opens[-1] <= hi_ms:
+        for chunk_id, first, last, n in self._chunks(conn, key, tf, start_ms, end_ms):
+            if first >= lo_ms and last <= hi_ms:
                 total += n
             else:
-                lo, hi = view.index_range(lo_ms, hi_ms)
+                lo, hi = self._blob(conn, chunk_id).index_range(lo_ms, hi_ms)
                 total += hi - lo
         return total
 
@@ -341,28 +500,67 @@ class SqliteStore:
         tf: Timeframe,
         start_ms: int,
         end_ms: int,
+        changes: list[ChunkChange],
     ) -> int:
         gone = 0
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            chunks = list(
-                conn.execute(
-                    f"SELECT start, data FROM chunks WHERE {_SERIES} AND start >= ? "
-                    "AND start <= ? AND last >= ?",
-                    (*key, chunk_start(tf, start_ms), end_ms, start_ms),
-                )
+        chunks = list(
+            conn.execute(
+                f"SELECT start, data FROM chunks WHERE {_SERIES} AND start >= ? "
+                "AND start <= ? AND last >= ?",
+                (*key, chunk_start(tf, start_ms), end_ms, start_ms),
             )
-            for start, blob in chunks:
-                rows = ChunkView(blob).rows()
-                keep = [i for i, t in enumerate(rows.open_time_ms) if not start_ms <= t <= end_ms]
-                gone += len(rows) - len(keep)
-                if len(keep) < len(rows):
-                    self._put_chunk(conn, key, start, _pick(rows, keep))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        )
+        for start, blob in chunks:
+            rows = ChunkView(blob).rows()
+            keep = [i for i, t in enumerate(rows.open_time_ms) if not start_ms <= t <= end_ms]
+            gone += len(rows) - len(keep)
+            if len(keep) < len(rows):
+                changes.append(self._put_chunk(conn, key, start, _pick(rows, keep)))
         return gone
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taken up front (no upgrade from a read lock to fail)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _load_directory(conn: sqlite3.Connection, key: tuple[str, str, str]) -> list[ChunkMeta]:
+    rows = conn.execute(f"SELECT start, first, last, n FROM chunks WHERE {_SERIES}", key)
+    return [ChunkMeta(*row) for row in rows]
+
+
+def _load_blobs(
+    conn: sqlite3.Connection, key: tuple[str, str, str], starts: list[int]
+) -> list[bytes]:
+    query = f"SELECT data FROM chunks WHERE {_SERIES} AND start = ?"
+    out = []
+    for start in starts:
+        row = conn.execute(query, (*key, start)).fetchone()
+        if row is None:  # removed by a write the caller's directory had not seen yet
+            raise StorageError(f"chunk {start} of {'/'.join(key)} vanished during a read")
+        out.append(row[0])
+    return out
+
+
+def _enough(chunks: list[ChunkMeta], rows: int, *, from_end: bool) -> list[ChunkMeta]:
+    """The fewest chunks from one end that hold `rows` candles whatever the first one
+    contributes (a read's first chunk may start before its window)."""
+    ordered = chunks[::-1] if from_end else chunks
+    have = 0
+    for i, chunk in enumerate(ordered):
+        if have >= rows:
+            picked = ordered[:i]
+            return picked[::-1] if from_end else picked
+        if i > 0 or from_end:
+            have += chunk.n
+    return chunks
 
 
 def _close(conn: sqlite3.Connection) -> None:

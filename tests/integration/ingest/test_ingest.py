@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -86,9 +87,33 @@ async def test_batches_in_any_order_give_the_same_history(store: SqliteStore) ->
         part = sorted(shuffled[i : i + 333], key=lambda c: c.open_time_ms)
         await ingest.ingest(V, "ETHUSDT", columns_from(part), inception_ms=None)
     await ingest.ingest(V, "ETHUSDT", columns_from(minutes[:100]), inception_ms=None)  # again
-    direct = aggregate(minutes, H1)
-    assert await _all(store, H1) == direct
     assert await _all(store, M1) == minutes
+    for target, _ in DERIVATION[:11]:  # 3d, 1w and 1M need the inception
+        assert await _all(store, target) == aggregate(minutes, target), target.code
+
+
+@pytest.mark.parametrize("window", [1000, 1440, 7 * 1440 + 13])
+@pytest.mark.parametrize("newest_first", [False, True])
+async def test_windows_that_cut_buckets_anywhere_give_exact_buckets(
+    store: SqliteStore, window: int, newest_first: bool
+) -> None:
+    """Bootstrap writes 1000-minute windows (Binance oldest first, Bybit newest first):
+    their ends cut buckets of every timeframe, which must come out as if written at once."""
+    rng = random.Random(window)
+    listed = 1_650_000_000_000 - 1_650_000_000_000 % 86_400_000 + 5 * 3_600_000 + 17 * 60_000
+    candles, prev = [], 1000
+    for i in range(24 * 1440):  # past a month's end (2022-05-01), weeks and 3d buckets
+        candle = minute_candle(rng, listed + i * MINUTE_MS, prev, zero=rng.random() < 0.05)
+        candles.append(candle)
+        prev = candle.close
+    starts = list(range(0, len(candles), window))
+    ingest = Ingestor(store)
+    for i in reversed(starts) if newest_first else starts:
+        part = columns_from(candles[i : i + window])
+        await ingest.ingest(V, "XUSDT", part, inception_ms=listed)
+    for target, _ in DERIVATION:
+        direct = aggregate(candles, target, inception_ms=listed)
+        assert await _all(store, target, "XUSDT") == direct, target.code
 
 
 async def test_filling_a_gap_completes_the_buckets_around_it(store: SqliteStore) -> None:
@@ -191,3 +216,29 @@ async def test_spans_confirmed_empty_in_the_ledger_count_as_outages(store: Sqlit
     assert day.complete
     hours = {c.open_time_ms: c for c in await _all(store, H1)}
     assert dark[0] not in hours  # an outage is missing rows, not an invented candle
+
+
+async def test_overlapping_ingests_of_one_symbol_lose_nothing(store: SqliteStore) -> None:
+    minutes = spot_candles(*ETH)
+    ingest = Ingestor(store)
+    halves = (minutes[: len(minutes) // 2 + 50], minutes[len(minutes) // 2 - 50 :])
+    await asyncio.gather(
+        *(ingest.ingest(V, "ETHUSDT", columns_from(h), inception_ms=None) for h in halves)
+    )
+    assert await _all(store, M1) == minutes
+    assert await _all(store, H1) == aggregate(minutes, H1)
+    present = (await ingest.coverage(V, "ETHUSDT")).present
+    t0, t1 = minutes[0].open_time_ms, minutes[-1].open_time_ms + MINUTE_MS
+    assert present.to_pairs() == [[t0, t1]]  # neither ledger write dropped the other's
+
+
+async def test_a_failed_write_leaves_neither_candles_nor_ledger(store: SqliteStore) -> None:
+    minutes = spot_candles(ETH[0])[:120]
+    broken = columns_from(minutes[:60])
+    broken.high = broken.high[:-1]  # one value short: cannot be packed
+    with pytest.raises(ValueError, match="values for 60 candles"):
+        await store.write(
+            V, "ETHUSDT", [(M1, columns_from(minutes)), (H1, broken)], ledger=b"{}"
+        )
+    assert await store.count(V, "ETHUSDT", M1) == 0
+    assert await store.load_ledger(V, "ETHUSDT") is None

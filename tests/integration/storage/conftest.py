@@ -1,10 +1,11 @@
 """The engines the storage contract runs on: SQLite always, MongoDB when given a server.
 
 `store` is parametrized over the engines and hands each test a fresh, empty store:
-SQLite in a file under `tmp_path`; MongoDB in a database of its own on the server at
-`CANDLEVAULT_MONGO_URL`, dropped afterwards (skipped when the variable is not set, since
-no MongoDB server can be started here). Engines are imported inside the fixture so that
-one engine's missing module or driver does not stop the other from being tested.
+SQLite (with its chunk cache, and without) in a file under `tmp_path`; MongoDB in a
+database of its own on the server at `CANDLEVAULT_MONGO_URL`, dropped afterwards
+(skipped when the variable is not set, since no MongoDB server can be started here).
+Engines are imported inside the fixture so that one engine's missing module or driver
+does not stop the other from being tested.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ MONGO_URL_ENV = "CANDLEVAULT_MONGO_URL"
 
 
 @contextlib.asynccontextmanager
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[CandleStore]:
+async def sqlite_store(tmp_path: Path, cache_mb: int = 256) -> AsyncIterator[CandleStore]:
     """Open a SQLite store in a fresh file; close it after."""
     from candlevault.storage.sqlite import SqliteStore
 
-    store = await SqliteStore.open(tmp_path / "candles.sqlite3")
+    store = await SqliteStore.open(tmp_path / "candles.sqlite3", cache_mb=cache_mb)
     try:
         yield store
     finally:
@@ -56,12 +57,12 @@ async def mongo_store(url: str, label: str) -> AsyncIterator[CandleStore]:
             await client.close()
 
 
-@pytest.fixture(params=["sqlite", "mongo"])
+@pytest.fixture(params=["sqlite", "sqlite-uncached", "mongo"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CandleStore]:
     """Give the test an empty store of each engine in turn."""
-    if request.param == "sqlite":
-        async with sqlite_store(tmp_path) as opened:
-            yield opened
+    if request.param.startswith("sqlite"):  # uncached: every read through a reader thread
+        async with sqlite_store(tmp_path, 0 if request.param.endswith("uncached") else 256) as s:
+            yield s
         return
     url = os.environ.get(MONGO_URL_ENV)
     if not url:

@@ -1,12 +1,16 @@
-"""SQLite: files are created where asked and files of the first layout are moved over."""
+"""SQLite: where files go, the first layout moved over, one writer and read-only readers."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from candlevault.domain.candles import Candle
 from candlevault.domain.columns import columns_from
+from candlevault.domain.errors import StorageError
 from candlevault.domain.timeframes import M1
 from candlevault.domain.venues import Venue
 from candlevault.storage.chunks import encode
@@ -68,3 +72,33 @@ async def test_a_file_of_the_without_rowid_layout_is_migrated_intact(tmp_path: P
     conn.close()
     assert "WITHOUT ROWID" not in sql.upper()
     assert "chunks_without_rowid" not in tables
+
+
+async def test_a_second_writer_is_refused_and_a_reader_sees_the_writers_commits(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / FILE_NAME
+    writer = await SqliteStore.open(path)
+    try:
+        with pytest.raises(StorageError, match=f"pid {os.getpid()}"):
+            await SqliteStore.open(path)
+        reader = await SqliteStore.open(path, readonly=True)
+        try:
+            await writer.upsert(Venue.BINANCE, "BTCUSDT", M1, columns_from(_candles(3)))
+            assert await reader.count(Venue.BINANCE, "BTCUSDT", M1) == 3
+            await writer.upsert(Venue.BINANCE, "BTCUSDT", M1, columns_from(_candles(7)))
+            latest = await reader.latest(Venue.BINANCE, "BTCUSDT", M1, 10)
+            assert len(latest) == 7  # no cache in a reader: it follows the writer
+            with pytest.raises(StorageError, match="read-only"):
+                await reader.upsert(Venue.BINANCE, "BTCUSDT", M1, columns_from(_candles(1)))
+        finally:
+            await reader.aclose()
+    finally:
+        await writer.aclose()
+    again = await SqliteStore.open(path)  # the lock went with the writer
+    await again.aclose()
+
+
+async def test_a_reader_needs_an_existing_store(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="no candle store"):
+        await SqliteStore.open(tmp_path / FILE_NAME, readonly=True)

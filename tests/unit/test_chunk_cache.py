@@ -1,0 +1,91 @@
+"""The chunk cache: directories follow every write, stale fills are refused, size is bounded."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from candlevault.domain.candles import Candle
+from candlevault.domain.columns import columns_from
+from candlevault.storage.chunk_cache import ChunkCache, ChunkChange, ChunkMeta, Directory
+from candlevault.storage.chunks import encode
+
+SERIES = ("binance", "BTCUSDT", "1m")
+T0 = 1_700_006_400_000 - 1_700_006_400_000 % 86_400_000
+
+
+def _blob(rows: int) -> bytes:
+    return encode(
+        columns_from(
+            [
+                Candle(T0 + i * 60_000, 1, 2, 1, 2, 3, T0 + i * 60_000 + 59_999, 6)
+                for i in range(rows)
+            ]
+        )
+    )
+
+
+def _meta(start: int, n: int = 10) -> ChunkMeta:
+    return ChunkMeta(start, start, start + n - 1, n)
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.booleans()), max_size=60))
+def test_a_directory_equals_the_chunks_written_and_removed(ops: list[tuple[int, bool]]) -> None:
+    directory = Directory([])
+    model: dict[int, ChunkMeta] = {}
+    for start, remove in ops:
+        meta = None if remove else _meta(start, n=start + 1)
+        directory.put(meta, start)
+        if meta is None:
+            model.pop(start, None)
+        else:
+            model[start] = meta
+    assert directory.chunks == [model[s] for s in sorted(model)]
+    assert directory.starts == sorted(model)
+
+
+def test_window_picks_chunks_by_key_and_last_open() -> None:
+    directory = Directory([_meta(0), _meta(100), _meta(200)])
+    assert [c.start for c in directory.window(0, 150, 0)] == [0, 100]
+    assert [c.start for c in directory.window(0, 300, 50)] == [100, 200]  # chunk 0 ends at 9
+
+
+def test_writes_update_a_loaded_directory_and_the_blobs() -> None:
+    cache = ChunkCache(10 * 2**20)
+    cache.set_directory(SERIES, [_meta(0)], cache.generation(SERIES))
+    blob = _blob(5)
+    cache.apply([ChunkChange(SERIES, 100, _meta(100, 5), blob)])
+    directory = cache.directory(SERIES)
+    assert directory is not None
+    assert directory.starts == [0, 100]
+    view = cache.blob(SERIES, 100)
+    assert view is not None
+    assert view.count == 5
+    cache.apply([ChunkChange(SERIES, 100, None, None)])
+    assert directory.starts == [0]
+    assert cache.blob(SERIES, 100) is None
+
+
+def test_a_read_that_raced_a_write_is_not_cached() -> None:
+    cache = ChunkCache(10 * 2**20)
+    before = cache.generation(SERIES)
+    cache.apply([ChunkChange(SERIES, 0, _meta(0, 5), _blob(5))])  # lands while the read runs
+    stale = _blob(3)
+    view = cache.fill(SERIES, 0, stale, before)
+    assert view.count == 3  # the caller still gets what it read...
+    cached = cache.blob(SERIES, 0)
+    assert cached is not None
+    assert cached.count == 5  # ...but the cache keeps the write
+    cache.set_directory(SERIES, [_meta(0, 3)], before)
+    assert cache.directory(SERIES) is None  # a stale directory is not kept either
+
+
+def test_the_cache_stays_within_its_size_dropping_the_least_recent() -> None:
+    blob = _blob(100)
+    cache = ChunkCache(3 * len(blob))
+    for start in range(4):
+        cache.fill(SERIES, start, blob, cache.generation(SERIES))
+        if start == 2:
+            assert cache.blob(SERIES, 0) is not None  # 0 is now the most recent
+    assert cache.blob(SERIES, 1) is None  # the least recently used went first
+    assert all(cache.blob(SERIES, s) is not None for s in (0, 2, 3))
