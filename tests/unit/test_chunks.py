@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from candlevault.domain.candles import Candle
 from candlevault.domain.columns import CandleColumns, columns_from, empty_columns
 from candlevault.domain.timeframes import D1, D3, H1, M1, MO1, TIMEFRAMES, W1, Timeframe
-from candlevault.storage.chunks import ChunkView, chunk_span_ms, chunk_start, encode, merge
+from candlevault.storage.chunks import (
+    ChunkView,
+    chunk_span_ms,
+    chunk_start,
+    encode,
+    merge,
+    merge_chunk,
+)
 
 T0 = 1_700_006_400_000 - 1_700_006_400_000 % 86_400_000
 big = st.integers(0, 10**30)  # past int64 on purpose: quote volumes of long buckets
@@ -94,6 +101,44 @@ def test_merge_adds_new_rows_and_counts_real_corrections(
     assert corrected == sum(
         1 for c in new if c.open_time_ms in before and before[c.open_time_ms] != c
     )
+
+
+def _check_merge_chunk(old: list[Candle], new: list[Candle]) -> None:
+    """merge_chunk's stored chunk and counts equal merge's, on whichever path it takes."""
+    stored = encode(columns_from(old)) if old else None
+    done = merge_chunk(stored, columns_from(new))
+    expected, inserted, corrected = merge(columns_from(old), columns_from(new))
+    assert (done.inserted, done.corrected) == (inserted, corrected)
+    if not (inserted or corrected):
+        assert done.blob is None
+        return
+    assert done.blob is not None
+    assert list(ChunkView(done.blob).rows().candles()) == list(expected.candles())
+    opens = expected.open_time_ms
+    assert (done.first, done.last, done.n) == (opens[0], opens[-1], len(opens))
+
+
+@given(batches(), batches().filter(bool))
+def test_merge_chunk_stores_what_merge_gives(old: list[Candle], new: list[Candle]) -> None:
+    _check_merge_chunk(old, new)
+
+
+@given(batches().filter(bool), st.data())
+def test_candles_after_a_chunk_splice_onto_it_exactly(
+    rows: list[Candle], data: st.DataObject
+) -> None:
+    """The write path's common case: new candles after the stored ones, replacing (maybe
+    changing) the last few."""
+    cut = data.draw(st.integers(1, len(rows)))
+    overlap = data.draw(st.integers(0, min(3, cut)))
+    new = rows[cut - overlap :]
+    if new and data.draw(st.booleans()):  # the re-derived bucket changed
+        first = new[0]
+        new[0] = Candle(
+            **{**{f: getattr(first, f) for f in first.__struct_fields__}, "close": first.close + 1}
+        )
+    if new:
+        _check_merge_chunk(rows[:cut], new)
 
 
 def test_the_same_batch_twice_is_one_batch_and_no_correction() -> None:

@@ -174,6 +174,76 @@ def merge(existing: CandleColumns, incoming: CandleColumns) -> tuple[CandleColum
     return merged, len(incoming) - replaced, corrected
 
 
+class ChunkWrite(msgspec.Struct, frozen=True):
+    """The outcome of merging candles into one stored chunk."""
+
+    blob: bytes | None  # the chunk to store; None: the rows were all there already
+    first: int
+    last: int
+    n: int
+    inserted: int
+    corrected: int
+
+
+def merge_chunk(stored: bytes | None, incoming: CandleColumns) -> ChunkWrite:
+    """Merge `incoming` (ascending, non-empty, one chunk's worth) into a stored chunk.
+
+    The write path's common case, new candles after the stored ones (maybe replacing
+    the last few: a derived bucket completed by the next batch), is spliced: only the
+    replaced tail is unpacked and compared, only `incoming` is packed, and each column
+    is the stored column's bytes up to the tail followed by the new ones. Appending a
+    day to a 1d chunk of years then costs microseconds, not unpacking and repacking
+    the years. Anything else goes through `merge`."""
+    if stored is None:
+        return _whole(encode(incoming), incoming, len(incoming), 0)
+    view = ChunkView(stored)
+    opens = view.open_times()
+    new_opens = incoming.open_time_ms
+    keep = bisect_left(opens, new_opens[0])
+    tail = view.rows(keep)
+    spliced = None
+    if set(tail.open_time_ms) <= set(new_opens):  # incoming replaces all it overlaps
+        spliced = _splice(view, keep, encode(incoming))
+    if spliced is None:
+        merged, inserted, corrected = merge(view.rows(), incoming)
+        return _whole(
+            encode(merged) if inserted or corrected else None, merged, inserted, corrected
+        )
+    _, inserted, corrected = merge(tail, incoming)
+    if not (inserted or corrected):
+        spliced = None
+    first = opens[0] if keep else new_opens[0]
+    return ChunkWrite(spliced, first, new_opens[-1], keep + len(incoming), inserted, corrected)
+
+
+def packed_chunk(rows: CandleColumns) -> ChunkWrite:
+    """Pack `rows` (ascending, non-empty) as a whole chunk to store."""
+    return _whole(encode(rows), rows, 0, 0)
+
+
+def _whole(blob: bytes | None, rows: CandleColumns, inserted: int, corrected: int) -> ChunkWrite:
+    opens = rows.open_time_ms
+    return ChunkWrite(blob, opens[0], opens[-1], len(rows), inserted, corrected)
+
+
+def _splice(view: ChunkView, keep: int, tail: bytes) -> bytes | None:
+    """Return the chunk made of `view`'s first `keep` rows and the packed `tail`, or
+    None when a column's packing differs between them (absent on one side, or decimal
+    text), which only the slow path can join."""
+    new = ChunkView(tail)
+    parts: list[bytes | memoryview] = [_HEADER.pack(MAGIC, keep + new.count)]
+    for (kind, offset, _), (new_kind, new_offset, new_size) in zip(
+        view._columns, new._columns, strict=True
+    ):
+        if kind != new_kind or kind == _JSON:
+            return None
+        width = {_ABSENT: 0, _INT64: 8, _INT8: 1}[kind]
+        parts.append(bytes((kind,)))
+        parts.append(view._blob[offset : offset + width * keep])
+        parts.append(new._blob[new_offset : new_offset + new_size])
+    return b"".join(parts)
+
+
 def _rows(columns: CandleColumns, lo: int = 0, hi: int | None = None) -> list[tuple[object, ...]]:
     """Return rows [lo, hi) as tuples of every field (None where a column is absent)."""
     hi = len(columns) if hi is None else hi

@@ -58,10 +58,11 @@ from candlevault.domain.timeframes import Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.storage.chunks import (
     ChunkView,
+    ChunkWrite,
     chunk_start,
     concat,
-    encode,
-    merge,
+    merge_chunk,
+    packed_chunk,
     split_by_chunk,
 )
 from candlevault.storage.ports import UpsertResult
@@ -102,16 +103,16 @@ def _key(series: Doc, start: int, rev: int) -> Doc:
     return {**series, "start": start, "rev": rev}
 
 
-def _chunk_doc(series: Doc, start: int, rows: CandleColumns, rev: int) -> Doc:
-    opens = rows.open_time_ms
+def _chunk_doc(series: Doc, start: int, chunk: ChunkWrite, rev: int) -> Doc:
+    assert chunk.blob is not None
     return {
         **series,
         "start": Int64(start),
-        "first": Int64(opens[0]),
-        "last": Int64(opens[-1]),
-        "n": len(rows),
+        "first": Int64(chunk.first),
+        "last": Int64(chunk.last),
+        "n": chunk.n,
         "rev": rev,
-        "data": Binary(encode(rows)),
+        "data": Binary(chunk.blob),
     }
 
 
@@ -232,25 +233,25 @@ class MongoStore:
         starts: list[int] = []
         counts: dict[int, UpsertResult] = {}
         for start, incoming in parts.items():
-            rev, view = stored.get(start, (0, None))
-            existing = empty_columns() if view is None else view.rows()
-            merged, inserted, corrected = merge(existing, incoming)
-            counts[start] = UpsertResult(inserted, corrected, len(incoming) - inserted - corrected)
-            if inserted or corrected:
-                doc = _chunk_doc(series, start, merged, rev + 1)
+            rev, blob = stored.get(start, (0, None))
+            chunk = merge_chunk(blob, incoming)
+            unchanged = len(incoming) - chunk.inserted - chunk.corrected
+            counts[start] = UpsertResult(chunk.inserted, chunk.corrected, unchanged)
+            if chunk.blob is not None:
+                doc = _chunk_doc(series, start, chunk, rev + 1)
                 ops.append(ReplaceOne(_key(series, start, rev), doc, upsert=True))
                 starts.append(start)
         conflicts = await self._write_chunks(ops, starts)
         done = sum((c for s, c in counts.items() if s not in conflicts), UpsertResult())
         return done, conflicts
 
-    async def _load(self, series: Doc, starts: list[int]) -> dict[int, tuple[int, ChunkView]]:
-        """Return the stored chunks among `starts`: key -> (revision, view)."""
+    async def _load(self, series: Doc, starts: list[int]) -> dict[int, tuple[int, bytes]]:
+        """Return the stored chunks among `starts`: key -> (revision, packed chunk)."""
         flt = {**series, "start": {"$in": starts}}
-        out: dict[int, tuple[int, ChunkView]] = {}
+        out: dict[int, tuple[int, bytes]] = {}
         async with self._chunks.find(flt, projection={**_DATA, "rev": 1}) as cursor:
             async for doc in cursor:
-                out[int(doc["start"])] = (int(doc["rev"]), _view(doc))
+                out[int(doc["start"])] = (int(doc["rev"]), bytes(doc["data"]))
         return out
 
     async def _write_chunks(self, ops: list[_WriteOp], starts: list[int]) -> set[int]:
@@ -411,7 +412,8 @@ class MongoStore:
                     deleted += int(doc["n"])
                 else:
                     edges.append(int(doc["start"]))
-        for start, (rev, view) in (await self._load(series, edges)).items():
+        for start, (rev, blob) in (await self._load(series, edges)).items():
+            view = ChunkView(blob)
             first, last = view.index_range(start_ms, end_ms)
             if last == first:
                 continue
@@ -421,7 +423,7 @@ class MongoStore:
             if len(keep) == 0:
                 ops.append(DeleteOne(_key(series, start, rev)))
             else:
-                doc = _chunk_doc(series, start, keep, rev + 1)
+                doc = _chunk_doc(series, start, packed_chunk(keep), rev + 1)
                 ops.append(ReplaceOne(_key(series, start, rev), doc))
         return ops, deleted
 

@@ -24,7 +24,7 @@ from contextlib import aclosing, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from candlevault.domain.columns import CandleColumns, columns_from, empty_columns
+from candlevault.domain.columns import CandleColumns
 from candlevault.domain.errors import StorageError
 from candlevault.domain.timeframes import Timeframe
 from candlevault.domain.venues import Venue
@@ -33,8 +33,8 @@ from candlevault.storage.chunks import (
     ChunkView,
     chunk_start,
     concat,
-    encode,
-    merge,
+    merge_chunk,
+    packed_chunk,
     split_by_chunk,
 )
 from candlevault.storage.lock import DataDirLock
@@ -380,11 +380,12 @@ class SqliteStore:
             row = conn.execute(
                 f"SELECT data FROM chunks WHERE {_SERIES} AND start = ?", (*key, start)
             ).fetchone()
-            existing = empty_columns() if row is None else ChunkView(row[0]).rows()
-            merged, inserted, corrected = merge(existing, part)
-            result += UpsertResult(inserted, corrected, len(part) - inserted - corrected)
-            if inserted or corrected:
-                changes.append(self._put_chunk(conn, key, start, merged))
+            done = merge_chunk(None if row is None else row[0], part)
+            unchanged = len(part) - done.inserted - done.corrected
+            result += UpsertResult(done.inserted, done.corrected, unchanged)
+            if done.blob is not None:
+                meta = ChunkMeta(start, done.first, done.last, done.n)
+                changes.append(self._put_chunk(conn, key, meta, done.blob))
         return result
 
     @staticmethod
@@ -397,21 +398,21 @@ class SqliteStore:
 
     @staticmethod
     def _put_chunk(
-        conn: sqlite3.Connection, key: tuple[str, str, str], start: int, rows: CandleColumns
+        conn: sqlite3.Connection, key: tuple[str, str, str], meta: ChunkMeta, blob: bytes
     ) -> ChunkChange:
-        if len(rows) == 0:
-            conn.execute(f"DELETE FROM chunks WHERE {_SERIES} AND start = ?", (*key, start))
-            return ChunkChange(key, start, None, None)
-        blob = encode(rows)
-        meta = ChunkMeta(start, rows.open_time_ms[0], rows.open_time_ms[-1], len(rows))
         conn.execute(
             "INSERT INTO chunks (venue, symbol, tf, start, first, last, n, data) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (venue, symbol, tf, start) DO UPDATE SET first = excluded.first, "
             "last = excluded.last, n = excluded.n, data = excluded.data",
-            (*key, start, meta.first, meta.last, meta.n, blob),
+            (*key, meta.start, meta.first, meta.last, meta.n, blob),
         )
-        return ChunkChange(key, start, meta, blob)
+        return ChunkChange(key, meta.start, meta, blob)
+
+    @staticmethod
+    def _drop_chunk(conn: sqlite3.Connection, key: tuple[str, str, str], start: int) -> ChunkChange:
+        conn.execute(f"DELETE FROM chunks WHERE {_SERIES} AND start = ?", (*key, start))
+        return ChunkChange(key, start, None, None)
 
     @staticmethod
     def _chunks(
@@ -511,11 +512,20 @@ class SqliteStore:
             )
         )
         for start, blob in chunks:
-            rows = ChunkView(blob).rows()
-            keep = [i for i, t in enumerate(rows.open_time_ms) if not start_ms <= t <= end_ms]
-            gone += len(rows) - len(keep)
-            if len(keep) < len(rows):
-                changes.append(self._put_chunk(conn, key, start, _pick(rows, keep)))
+            view = ChunkView(blob)
+            first, last = view.index_range(start_ms, end_ms)
+            gone += last - first
+            if first == last:
+                continue
+            keep = view.rows(0, first)
+            keep.extend(view.rows(last))
+            if len(keep) == 0:
+                changes.append(self._drop_chunk(conn, key, start))
+            else:
+                done = packed_chunk(keep)
+                assert done.blob is not None
+                meta = ChunkMeta(start, done.first, done.last, done.n)
+                changes.append(self._put_chunk(conn, key, meta, done.blob))
         return gone
 
 
@@ -565,7 +575,3 @@ def _enough(chunks: list[ChunkMeta], rows: int, *, from_end: bool) -> list[Chunk
 
 def _close(conn: sqlite3.Connection) -> None:
     conn.close()
-
-
-def _pick(rows: CandleColumns, keep: list[int]) -> CandleColumns:
-    return columns_from([rows.candle(i) for i in keep]) if keep else empty_columns()
