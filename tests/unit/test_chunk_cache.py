@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from candlevault.domain.candles import Candle
 from candlevault.domain.columns import columns_from
 from candlevault.storage.chunk_cache import ChunkCache, ChunkChange, ChunkMeta, Directory
-from candlevault.storage.chunks import encode
+from candlevault.storage.codec import encode
 
 SERIES = ("binance", "BTCUSDT", "1m")
 T0 = 1_700_006_400_000 - 1_700_006_400_000 % 86_400_000

@@ -9,14 +9,8 @@ from hypothesis import strategies as st
 from candlevault.domain.candles import Candle
 from candlevault.domain.columns import CandleColumns, columns_from, empty_columns
 from candlevault.domain.timeframes import D1, D3, H1, M1, MO1, TIMEFRAMES, W1, Timeframe
-from candlevault.storage.chunks import (
-    ChunkView,
-    chunk_span_ms,
-    chunk_start,
-    encode,
-    merge,
-    merge_chunk,
-)
+from candlevault.storage.chunks import chunk_span_ms, chunk_start, merge, merge_chunk
+from candlevault.storage.codec import ChunkView, encode
 
 T0 = 1_700_006_400_000 - 1_700_006_400_000 % 86_400_000
 big = st.integers(0, 10**30)  # past int64 on purpose: quote volumes of long buckets
@@ -24,27 +18,34 @@ big = st.integers(0, 10**30)  # past int64 on purpose: quote volumes of long buc
 
 @st.composite
 def batches(draw: st.DrawFn) -> list[Candle]:
-    opens = sorted(draw(st.sets(st.integers(0, 1439), max_size=120)))
+    if draw(st.booleans()):  # a run of minutes: times pack as RANGE, flags often as CONST
+        first = draw(st.integers(0, 1300))
+        opens = list(range(first, first + draw(st.integers(0, 120))))
+    else:
+        opens = sorted(draw(st.sets(st.integers(0, 1439), max_size=120)))
     optional = draw(st.booleans())
+    flags = st.just(True) if draw(st.booleans()) else st.booleans()
     value = big if draw(st.booleans()) else st.integers(0, 10**15)
+    flat = draw(st.integers(1, 10**13))  # a flat market: prices pack as CONST
+    price = st.just(flat) if draw(st.booleans()) else st.integers(1, 10**13)
     out = []
     for m in opens:
         t = T0 + m * 60_000
         out.append(
             Candle(
                 t,
-                draw(st.integers(1, 10**13)),
-                draw(st.integers(1, 10**13)),
-                draw(st.integers(1, 10**13)),
-                draw(st.integers(1, 10**13)),
+                draw(price),
+                draw(price),
+                draw(price),
+                draw(price),
                 draw(value),
                 t + 59_999,
                 draw(value),
                 draw(st.integers(0, 10**6)) if optional else None,
                 draw(value) if optional else None,
                 draw(value) if optional else None,
-                draw(st.booleans()),
-                draw(st.booleans()),
+                draw(flags),
+                draw(flags),
             )
         )
     return out
@@ -79,6 +80,16 @@ def test_absent_fields_stay_absent() -> None:
     assert rows.trades is None
     assert rows.taker_buy_quote is None
     assert rows.candle(0) == candle
+
+
+def test_even_times_and_constant_flags_pack_small() -> None:
+    day = [
+        Candle(T0 + i * 60_000, 5 + i, 6 + i, 4, 5, 10, T0 + i * 60_000 + 59_999, 50, 1, 2, 3)
+        for i in range(1440)
+    ]
+    blob = encode(columns_from(day))
+    assert len(blob) < 1440 * 8 * 2 + 200  # open and high vary; the rest are RANGE or CONST
+    assert list(ChunkView(blob).rows(700, 702).candles()) == day[700:702]
 
 
 def test_an_empty_batch_and_a_foreign_blob() -> None:

@@ -12,9 +12,9 @@ tests check on random series), flags included.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
-from itertools import accumulate
-from operator import sub
+from collections.abc import Iterator, Sequence
+from functools import reduce
+from operator import add
 
 from candlevault.aggregation.candles import Outage, count_within, in_outage, merge_outages
 from candlevault.domain.columns import CLOSED, COMPLETE, CandleColumns, empty_columns
@@ -110,13 +110,22 @@ def _append_run(
         column: list[int] | None = getattr(rows, name)
         target: list[int] | None = getattr(out, name)
         if column is not None and target is not None:
-            running = list(accumulate(column[lo:end], initial=0))
-            target.extend(map(sub, running[k::k], running[: whole * k : k]))
+            target.extend(_strided_sums(column, lo, end, k))
     both = CLOSED | COMPLETE
     if now_ms is None:
         out.flags.extend([both] * whole)
     else:
         out.flags.extend([both if t + duration <= now_ms else COMPLETE for t in opens])
+
+
+def _strided_sums(column: list[int], lo: int, end: int, k: int) -> Iterator[int]:
+    """Sums of each run of `k` values in column[lo:end], by C-level maps: nested `add`
+    maps for k <= 3 (one add per value, no intermediate list), `sum` over zipped
+    strides beyond (fewer Python-level calls than k-1 chained maps)."""
+    strides = [column[lo + i : end : k] for i in range(k)]
+    if k <= 3:
+        return reduce(lambda acc, s: map(add, acc, s), strides[1:], iter(strides[0]))
+    return map(sum, zip(*strides, strict=True))
 
 
 def _complete(

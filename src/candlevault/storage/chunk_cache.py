@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from candlevault.storage.chunks import ChunkView
+from candlevault.storage.codec import ChunkView
 
 SeriesKey = tuple[str, str, str]  # venue, symbol, timeframe code
 

@@ -1,26 +1,14 @@
-"""The stored layout of candles: packed chunks (the "bucket pattern"), decoded lazily.
+"""Chunks: which candles are stored together, and how new ones are merged in.
 
-One row per candle costs a Python object per candle on every read (~0.65 ms for 500
-rows here) and ~300,000 inserts/s; one packed chunk per (series, span) costs a key
-lookup and a few C-level array copies. A chunk holds every candle of one series whose
-open time falls in its span: one UTC day of 1m (1440 candles), three days of 3m, and so
-on up to ~1440 candles; 3d, 1w and 1M fit whole histories in one chunk.
-
-Each column is packed on its own: int64 little-endian when every value fits (prices,
-counts, times, most volumes), else decimal text (JSON) for the rare column that does
-not: a month of BTCUSDT quote volume is past 2**63 units, and exact means exact. A
-`ChunkView` parses only the header; a read unpacks just the columns and rows it needs
-(`array.frombytes` of a byte slice), which is what makes a 500-candle read ~tens of µs.
-
-Layout: b"CVK1", n (uint32), then per field of `CandleColumns` in order: a kind byte
-(0 absent, 1 int64[n], 2 JSON list, 3 int8[n]) and, for kind 2, a uint32 byte length.
+A chunk holds every candle of one series whose open time falls in its span: one UTC
+day of 1m (1440 candles), three days of 3m, and so on up to ~1440 candles; 3d, 1w and
+1M fit whole histories in one chunk. Engines store one packed chunk (`codec`) per key
+(venue, symbol, timeframe, start), the "bucket pattern": a 500-candle read is one or
+two key lookups, and an upsert rewrites the chunks it touches through `merge_chunk`.
 """
 
 from __future__ import annotations
 
-import struct
-import sys
-from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from itertools import islice
@@ -30,15 +18,9 @@ import msgspec
 
 from candlevault.domain.columns import CandleColumns, columns_from, empty_columns
 from candlevault.domain.timeframes import DAY_MS, GridKind, Timeframe
+from candlevault.storage.codec import ChunkView, encode, splice
 
-MAGIC = b"CVK1"
-_ABSENT, _INT64, _JSON, _INT8 = 0, 1, 2, 3
 _FIELDS = CandleColumns.__struct_fields__
-_FLAGS = _FIELDS.index("flags")
-_HEADER = struct.Struct("<4sI")
-_LENGTH = struct.Struct("<I")
-_LITTLE = sys.byteorder == "little"
-_json_ints = msgspec.json.Decoder(list[int])
 
 
 def chunk_span_ms(tf: Timeframe) -> int | None:
@@ -52,97 +34,6 @@ def chunk_start(tf: Timeframe, open_ms: int) -> int:
     """Return the key (start) of the chunk holding the candle that opens at `open_ms`."""
     span = chunk_span_ms(tf)
     return 0 if span is None else open_ms - open_ms % span
-
-
-def encode(columns: CandleColumns) -> bytes:
-    """Pack a batch (ascending, one chunk's worth) into bytes."""
-    n = len(columns)
-    parts = [_HEADER.pack(MAGIC, n)]
-    for i, name in enumerate(_FIELDS):
-        values: list[int] | None = getattr(columns, name)
-        if values is None:
-            parts.append(bytes((_ABSENT,)))
-            continue
-        if len(values) != n:  # a ragged batch would be read back shifted: refuse it
-            raise ValueError(f"column {name} has {len(values)} values for {n} candles")
-        if i == _FLAGS:
-            parts.append(bytes((_INT8,)) + array("b", values).tobytes())
-        else:
-            try:
-                packed = array("q", values)
-            except OverflowError:  # past int64: exact decimal text instead
-                text = msgspec.json.encode(values)
-                parts.append(bytes((_JSON,)) + _LENGTH.pack(len(text)) + text)
-                continue
-            if not _LITTLE:
-                packed.byteswap()
-            parts.append(bytes((_INT64,)) + packed.tobytes())
-    return b"".join(parts)
-
-
-class ChunkView:
-    """A packed chunk, read lazily: columns and rows are unpacked only when asked for."""
-
-    __slots__ = ("_blob", "_columns", "count", "size")
-
-    def __init__(self, blob: bytes) -> None:
-        magic, n = _HEADER.unpack_from(blob, 0)
-        if magic != MAGIC:
-            raise ValueError(f"not a candle chunk (magic {magic!r})")
-        self._blob = memoryview(blob)
-        self.count: int = n
-        self.size = len(blob)
-        self._columns: list[tuple[int, int, int]] = []  # kind, offset, byte length
-        offset = _HEADER.size
-        for _ in _FIELDS:
-            kind = blob[offset]
-            offset += 1
-            size = {_ABSENT: 0, _INT64: 8 * n, _INT8: n}.get(kind)
-            if size is None:
-                (size,) = _LENGTH.unpack_from(blob, offset)
-                offset += _LENGTH.size
-            self._columns.append((kind, offset, size))
-            offset += size
-
-    def open_times(self) -> array[int]:
-        """Return the open times (an int64 array: supports bisect without a list)."""
-        kind, offset, size = self._columns[0]
-        return self._ints(kind, offset, size)  # type: ignore[return-value]
-
-    def index_range(self, start_ms: int, end_ms: int) -> tuple[int, int]:
-        """Return the row range [lo, hi) of candles opening in [start_ms, end_ms]."""
-        opens = self.open_times()
-        return bisect_left(opens, start_ms), bisect_right(opens, end_ms)
-
-    def rows(self, lo: int = 0, hi: int | None = None) -> CandleColumns:
-        """Unpack rows [lo, hi) into columns."""
-        hi = self.count if hi is None else min(hi, self.count)
-        lo = max(0, min(lo, hi))
-        cols = [self._column(kind, offset, size, lo, hi) for kind, offset, size in self._columns]
-        return CandleColumns(*cols)  # type: ignore[arg-type]
-
-    def _column(self, kind: int, offset: int, size: int, lo: int, hi: int) -> list[int] | None:
-        if kind == _ABSENT:
-            return None
-        if kind == _INT64:
-            return _unpack("q", self._blob[offset + 8 * lo : offset + 8 * hi]).tolist()
-        if kind == _INT8:
-            return _unpack("b", self._blob[offset + lo : offset + hi]).tolist()
-        return _json_ints.decode(self._blob[offset : offset + size])[lo:hi]
-
-    def _ints(self, kind: int, offset: int, size: int) -> array[int] | list[int]:
-        if kind == _JSON:
-            return _json_ints.decode(self._blob[offset : offset + size])
-        return _unpack("q", self._blob[offset : offset + size])
-
-
-def _unpack(typecode: str, data: memoryview) -> array[int]:
-    """Return the little-endian values packed in `data` (a C-level copy)."""
-    values = array(typecode)
-    values.frombytes(data)
-    if not _LITTLE and typecode == "q":
-        values.byteswap()
-    return values
 
 
 def merge(existing: CandleColumns, incoming: CandleColumns) -> tuple[CandleColumns, int, int]:
@@ -203,7 +94,7 @@ def merge_chunk(stored: bytes | None, incoming: CandleColumns) -> ChunkWrite:
     tail = view.rows(keep)
     spliced = None
     if set(tail.open_time_ms) <= set(new_opens):  # incoming replaces all it overlaps
-        spliced = _splice(view, keep, encode(incoming))
+        spliced = splice(view, keep, encode(incoming))
     if spliced is None:
         merged, inserted, corrected = merge(view.rows(), incoming)
         return _whole(
@@ -224,24 +115,6 @@ def packed_chunk(rows: CandleColumns) -> ChunkWrite:
 def _whole(blob: bytes | None, rows: CandleColumns, inserted: int, corrected: int) -> ChunkWrite:
     opens = rows.open_time_ms
     return ChunkWrite(blob, opens[0], opens[-1], len(rows), inserted, corrected)
-
-
-def _splice(view: ChunkView, keep: int, tail: bytes) -> bytes | None:
-    """Return the chunk made of `view`'s first `keep` rows and the packed `tail`, or
-    None when a column's packing differs between them (absent on one side, or decimal
-    text), which only the slow path can join."""
-    new = ChunkView(tail)
-    parts: list[bytes | memoryview] = [_HEADER.pack(MAGIC, keep + new.count)]
-    for (kind, offset, _), (new_kind, new_offset, new_size) in zip(
-        view._columns, new._columns, strict=True
-    ):
-        if kind != new_kind or kind == _JSON:
-            return None
-        width = {_ABSENT: 0, _INT64: 8, _INT8: 1}[kind]
-        parts.append(bytes((kind,)))
-        parts.append(view._blob[offset : offset + width * keep])
-        parts.append(new._blob[new_offset : new_offset + new_size])
-    return b"".join(parts)
 
 
 def _rows(columns: CandleColumns, lo: int = 0, hi: int | None = None) -> list[tuple[object, ...]]:
@@ -293,10 +166,13 @@ def split_by_chunk(tf: Timeframe, candles: CandleColumns) -> dict[int, CandleCol
 
 
 def concat(parts: Sequence[CandleColumns]) -> CandleColumns:
-    """Join ascending, non-overlapping batches into one (reusing the first's lists)."""
-    if not parts:
-        return empty_columns()
-    out = parts[0]
-    for part in parts[1:]:
+    """Join ascending, non-overlapping batches into one. Empty parts are skipped (an
+    absent column in no rows says nothing); a single non-empty part is returned as it
+    is, several are copied into a new batch, so no input is ever modified."""
+    filled = [part for part in parts if len(part)]
+    if len(filled) <= 1:
+        return filled[0] if filled else (parts[0] if parts else empty_columns())
+    out = filled[0].slice(0, len(filled[0]))
+    for part in filled[1:]:
         out.extend(part)
     return out

@@ -57,7 +57,6 @@ from candlevault.domain.errors import StorageError
 from candlevault.domain.timeframes import Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.storage.chunks import (
-    ChunkView,
     ChunkWrite,
     chunk_start,
     concat,
@@ -65,6 +64,7 @@ from candlevault.storage.chunks import (
     packed_chunk,
     split_by_chunk,
 )
+from candlevault.storage.codec import ChunkView
 from candlevault.storage.ports import UpsertResult
 
 Doc = dict[str, Any]

@@ -30,13 +30,13 @@ from candlevault.domain.timeframes import Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.storage.chunk_cache import ChunkCache, ChunkChange, ChunkMeta, Directory
 from candlevault.storage.chunks import (
-    ChunkView,
     chunk_start,
     concat,
     merge_chunk,
     packed_chunk,
     split_by_chunk,
 )
+from candlevault.storage.codec import ChunkView
 from candlevault.storage.lock import DataDirLock
 from candlevault.storage.ports import UpsertResult
 from candlevault.storage.workers import WorkerPool
@@ -256,6 +256,11 @@ class SqliteStore:
 
         await self._commit(lambda c, _: self._put_ledger(c, venue, symbol, ledger))
 
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate it (SQLite does this by
+        itself every ~1,000 pages; useful before measuring or backing up the file)."""
+        await self._write(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+
     async def aclose(self) -> None:
         """Wait for pending work, close every connection, release the writer lock."""
         try:
@@ -348,9 +353,6 @@ class SqliteStore:
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 5000")
         if not readonly:
-            # A day of 1m is a ~128 KiB blob: 64 KiB pages keep it in a few pages instead
-            # of a chain of 30 overflow pages (only takes effect on a new file).
-            conn.execute("PRAGMA page_size = 65536")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             # Derived chunks are read, merged and rewritten batch after batch: keep

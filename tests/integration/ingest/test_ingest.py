@@ -237,8 +237,6 @@ async def test_a_failed_write_leaves_neither_candles_nor_ledger(store: SqliteSto
     broken = columns_from(minutes[:60])
     broken.high = broken.high[:-1]  # one value short: cannot be packed
     with pytest.raises(ValueError, match="values for 60 candles"):
-        await store.write(
-            V, "ETHUSDT", [(M1, columns_from(minutes)), (H1, broken)], ledger=b"{}"
-        )
+        await store.write(V, "ETHUSDT", [(M1, columns_from(minutes)), (H1, broken)], ledger=b"{}")
     assert await store.count(V, "ETHUSDT", M1) == 0
     assert await store.load_ledger(V, "ETHUSDT") is None

@@ -13,7 +13,7 @@ from candlevault.domain.columns import columns_from
 from candlevault.domain.errors import StorageError
 from candlevault.domain.timeframes import M1
 from candlevault.domain.venues import Venue
-from candlevault.storage.chunks import encode
+from candlevault.storage.codec import encode
 from candlevault.storage.sqlite import FILE_NAME, SqliteStore
 
 T0 = 1_600_041_600_000  # a UTC midnight
