@@ -89,3 +89,35 @@ def test_the_cache_stays_within_its_size_dropping_the_least_recent() -> None:
             assert cache.blob(SERIES, 0) is not None  # 0 is now the most recent
     assert cache.blob(SERIES, 1) is None  # the least recently used went first
     assert all(cache.blob(SERIES, s) is not None for s in (0, 2, 3))
+
+
+@given(
+    st.lists(st.integers(1, 5), min_size=0, max_size=30),
+    st.integers(0, 40),
+    st.integers(0, 400),
+    st.integers(1, 20),
+)
+def test_window_with_rows_is_the_shortest_prefix_that_can_hold_them(
+    sizes: list[int], first_chunk: int, first_open: int, rows: int
+) -> None:
+    chunks = [ChunkMeta(i * 10, i * 10, i * 10 + n - 1, n) for i, n in enumerate(sizes)]
+    directory = Directory(chunks)
+    everything = directory.window(first_chunk * 10, 10**6, first_open)
+    assert everything == [c for c in chunks if c.start >= first_chunk * 10 and c.last >= first_open]
+    picked = directory.window(first_chunk * 10, 10**6, first_open, rows)
+    assert picked == everything[: len(picked)]
+    # enough: whatever the first chunk holds, the rest hold `rows`, unless all were taken
+    assert picked == everything or sum(c.n for c in picked[1:]) >= rows
+    # and no more than needed: without its last chunk, the rest would not be enough
+    if len(picked) > 2:
+        assert sum(c.n for c in picked[1:-1]) < rows
+
+
+@given(st.lists(st.integers(1, 5), max_size=30), st.integers(0, 60))
+def test_tail_is_the_fewest_newest_chunks_holding_the_rows(sizes: list[int], rows: int) -> None:
+    chunks = [ChunkMeta(i * 10, i * 10, i * 10 + n - 1, n) for i, n in enumerate(sizes)]
+    picked = Directory(chunks).tail(rows)
+    assert picked == chunks[len(chunks) - len(picked) :]
+    assert sum(c.n for c in picked) >= rows or picked == chunks
+    if picked:
+        assert sum(c.n for c in picked[1:]) < rows

@@ -54,12 +54,35 @@ class Directory:
         self.chunks = sorted(chunks, key=lambda c: c.start)
         self.starts = [c.start for c in self.chunks]
 
-    def window(self, low_start: int, high_start: int, first_open: int) -> list[ChunkMeta]:
+    def window(
+        self, low_start: int, high_start: int, first_open: int, rows: int | None = None
+    ) -> list[ChunkMeta]:
         """Chunks keyed in [low_start, high_start] whose last candle opens at or after
-        `first_open`, ascending."""
-        lo = bisect_left(self.starts, low_start)
-        hi = bisect_right(self.starts, high_start)
-        return [c for c in self.chunks[lo:hi] if c.last >= first_open]
+        `first_open`, ascending; with `rows`, only as many as can be needed to read
+        that many candles (the first chunk may hold none of them), found by walking
+        the directory from the window's start, not by scanning the whole history."""
+        i = bisect_left(self.starts, low_start)
+        end = bisect_right(self.starts, high_start)
+        out: list[ChunkMeta] = []
+        have = 0
+        while i < end and (rows is None or len(out) < 2 or have < rows):
+            chunk = self.chunks[i]
+            i += 1
+            if chunk.last < first_open:
+                continue
+            if out:
+                have += chunk.n
+            out.append(chunk)
+        return out
+
+    def tail(self, rows: int) -> list[ChunkMeta]:
+        """The fewest newest chunks holding `rows` candles (all if fewer), ascending."""
+        i = len(self.chunks)
+        have = 0
+        while i > 0 and have < rows:
+            i -= 1
+            have += self.chunks[i].n
+        return self.chunks[i:]
 
     def put(self, meta: ChunkMeta | None, start: int) -> None:
         """Record that the chunk at `start` now is `meta` (None: it is gone)."""

@@ -171,9 +171,8 @@ class SqliteStore:
             return await self._read(lambda c: self._range(c, key, tf, start_ms, end_ms, limit))
         low = -(2**62) if start_ms is None else chunk_start(tf, start_ms)
         directory = await self._directory(key)
-        chunks = directory.window(low, 2**62 if end_ms is None else end_ms, start_ms or -(2**62))
-        if limit is not None:
-            chunks = _enough(chunks, limit, from_end=False)
+        first_open = -(2**62) if start_ms is None else start_ms
+        chunks = directory.window(low, 2**62 if end_ms is None else end_ms, first_open, limit)
         lo_ms = -(2**62) if start_ms is None else start_ms
         hi_ms = 2**62 if end_ms is None else end_ms
         parts: list[CandleColumns] = []
@@ -194,7 +193,7 @@ class SqliteStore:
         key = (venue.value, symbol, tf.code)
         if self._cache is None:
             return await self._read(lambda c: self._latest(c, key, n))
-        chunks = _enough((await self._directory(key)).chunks, n, from_end=True)
+        chunks = (await self._directory(key)).tail(n)
         parts: list[CandleColumns] = []
         have = 0
         async with aclosing(self._views(key, chunks[::-1])) as views:
@@ -358,6 +357,10 @@ class SqliteStore:
             # Derived chunks are read, merged and rewritten batch after batch: keep
             # the recent ones in SQLite's cache (64 MiB instead of the default 2 MiB).
             conn.execute("PRAGMA cache_size = -65536")
+            # Checkpoint (copy the WAL into the file, with an fsync) every ~64 MiB of
+            # WAL instead of SQLite's 1,000 pages (4 MiB): a bulk ingest writes that
+            # much every few batches, and each checkpoint stalls the writer.
+            conn.execute("PRAGMA wal_autocheckpoint = 16384")
         return conn
 
     @staticmethod
@@ -559,20 +562,6 @@ def _load_blobs(
             raise StorageError(f"chunk {start} of {'/'.join(key)} vanished during a read")
         out.append(row[0])
     return out
-
-
-def _enough(chunks: list[ChunkMeta], rows: int, *, from_end: bool) -> list[ChunkMeta]:
-    """The fewest chunks from one end that hold `rows` candles whatever the first one
-    contributes (a read's first chunk may start before its window)."""
-    ordered = chunks[::-1] if from_end else chunks
-    have = 0
-    for i, chunk in enumerate(ordered):
-        if have >= rows:
-            picked = ordered[:i]
-            return picked[::-1] if from_end else picked
-        if i > 0 or from_end:
-            have += chunk.n
-    return chunks
 
 
 def _close(conn: sqlite3.Connection) -> None:
