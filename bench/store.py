@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import platform
 import random
 import statistics
@@ -108,6 +109,8 @@ async def main(quick: bool) -> None:
             ingestor = Ingestor(store)
             n1, s1 = await ingest_history(ingestor, world, "ETHUSDT", other_rows)
             n2, s2 = await ingest_history(ingestor, world, "BTCUSDT", main_rows)
+            del world  # the market model's memory is the harness's, not the store's:
+            gc.collect()  # let its garbage not stretch the reads' collections
             bounds = await store.bounds(Venue.BINANCE, "BTCUSDT", M1)
             assert bounds is not None
             samples = await timed_reads(store, "BTCUSDT", bounds, 200 if quick else 1000)

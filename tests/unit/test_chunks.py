@@ -9,8 +9,14 @@ from hypothesis import strategies as st
 from candlevault.domain.candles import Candle
 from candlevault.domain.columns import CandleColumns, columns_from, empty_columns
 from candlevault.domain.timeframes import D1, D3, H1, M1, MO1, TIMEFRAMES, W1, Timeframe
-from candlevault.storage.chunks import chunk_span_ms, chunk_start, merge, merge_chunk
-from candlevault.storage.codec import ChunkView, encode
+from candlevault.storage.chunks import (
+    ChunkPart,
+    chunk_span_ms,
+    chunk_start,
+    merge,
+    merge_chunk,
+)
+from candlevault.storage.codec import ChunkView, PackedBatch, encode
 
 T0 = 1_700_006_400_000 - 1_700_006_400_000 % 86_400_000
 big = st.integers(0, 10**30)  # past int64 on purpose: quote volumes of long buckets
@@ -114,10 +120,25 @@ def test_merge_adds_new_rows_and_counts_real_corrections(
     )
 
 
+def _shifted(candle: Candle, by_ms: int) -> Candle:
+    fields = {f: getattr(candle, f) for f in candle.__struct_fields__}
+    return Candle(
+        **{
+            **fields,
+            "open_time_ms": candle.open_time_ms + by_ms,
+            "close_time_ms": candle.close_time_ms + by_ms,
+        }
+    )
+
+
 def _check_merge_chunk(old: list[Candle], new: list[Candle]) -> None:
     """merge_chunk's stored chunk and counts equal merge's, on whichever path it takes."""
     stored = encode(columns_from(old)) if old else None
-    done = merge_chunk(stored, columns_from(new))
+    # the part is a window on a bigger batch, as split_by_chunk hands it over
+    before = [_shifted(new[0], -(k + 1) * 86_400_000) for k in range(2)]
+    after = [_shifted(new[-1], (k + 1) * 86_400_000) for k in range(3)]
+    batch = PackedBatch(columns_from([*before[::-1], *new, *after]))
+    done = merge_chunk(stored, ChunkPart(T0, batch, len(before), len(before) + len(new)))
     expected, inserted, corrected = merge(columns_from(old), columns_from(new))
     assert (done.inserted, done.corrected) == (inserted, corrected)
     if not (inserted or corrected):

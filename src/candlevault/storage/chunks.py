@@ -18,7 +18,7 @@ import msgspec
 
 from candlevault.domain.columns import CandleColumns, columns_from, empty_columns
 from candlevault.domain.timeframes import DAY_MS, GridKind, Timeframe
-from candlevault.storage.codec import ChunkView, encode, splice
+from candlevault.storage.codec import ChunkView, PackedBatch, encode, splice
 
 _FIELDS = CandleColumns.__struct_fields__
 
@@ -76,35 +76,70 @@ class ChunkWrite(msgspec.Struct, frozen=True):
     corrected: int
 
 
-def merge_chunk(stored: bytes | None, incoming: CandleColumns) -> ChunkWrite:
-    """Merge `incoming` (ascending, non-empty, one chunk's worth) into a stored chunk.
+class ChunkPart:
+    """The rows [lo, hi) of a batch that fall in the chunk keyed `start`: a window on
+    the batch, sliced into columns only if a slow path needs them."""
+
+    __slots__ = ("batch", "hi", "lo", "start")
+
+    def __init__(self, start: int, batch: PackedBatch, lo: int, hi: int) -> None:
+        self.start, self.batch, self.lo, self.hi = start, batch, lo, hi
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    @property
+    def opens(self) -> list[int]:
+        """The whole batch's open times (this part's are [lo, hi))."""
+        return self.batch.columns.open_time_ms
+
+    def columns(self, hi: int | None = None) -> CandleColumns:
+        """The part's rows (up to batch row `hi`) as columns."""
+        return self.batch.columns.slice(self.lo, self.hi if hi is None else hi)
+
+    def packed(self) -> bytes:
+        """The part packed as a chunk of its own."""
+        return self.batch.encode(self.lo, self.hi)
+
+
+def merge_chunk(stored: bytes | None, part: ChunkPart) -> ChunkWrite:
+    """Merge `part` (non-empty) into the chunk stored at its key.
 
     The write path's common case, new candles after the stored ones (maybe replacing
     the last few: a derived bucket completed by the next batch), is spliced: only the
-    replaced tail is unpacked and compared, only `incoming` is packed, and each column
-    is the stored column's bytes up to the tail followed by the new ones. Appending a
-    day to a 1d chunk of years then costs microseconds, not unpacking and repacking
-    the years. Anything else goes through `merge`."""
+    replaced tail is unpacked and compared, only `part` is packed, and each column is
+    the stored column's bytes up to the tail followed by the new ones. Appending a day
+    to a 1d chunk of years then costs microseconds, not unpacking and repacking the
+    years. Anything else goes through `merge`."""
+    new_opens, lo, hi = part.opens, part.lo, part.hi
+    first_new, last_new = new_opens[lo], new_opens[hi - 1]
     if stored is None:
-        return _whole(encode(incoming), incoming, len(incoming), 0)
+        return ChunkWrite(part.packed(), first_new, last_new, len(part), len(part), 0)
     view = ChunkView(stored)
     opens = view.open_times()
-    new_opens = incoming.open_time_ms
-    keep = bisect_left(opens, new_opens[0])
+    keep = bisect_left(opens, first_new)
     tail = view.rows(keep)
     spliced = None
-    if set(tail.open_time_ms) <= set(new_opens):  # incoming replaces all it overlaps
-        spliced = splice(view, keep, encode(incoming))
+    if all(_holds(new_opens, lo, hi, t) for t in tail.open_time_ms):  # all replaced
+        spliced = splice(view, keep, part.packed())
     if spliced is None:
-        merged, inserted, corrected = merge(view.rows(), incoming)
-        return _whole(
-            encode(merged) if inserted or corrected else None, merged, inserted, corrected
-        )
-    _, inserted, corrected = merge(tail, incoming)
-    if not (inserted or corrected):
-        spliced = None
-    first = opens[0] if keep else new_opens[0]
-    return ChunkWrite(spliced, first, new_opens[-1], keep + len(incoming), inserted, corrected)
+        merged, inserted, corrected = merge(view.rows(), part.columns())
+        if not (inserted or corrected):
+            return _whole(None, merged, 0, 0)
+        return _whole(encode(merged), merged, inserted, corrected)
+    corrected = 0
+    if len(tail):
+        overlap = part.columns(bisect_right(new_opens, tail.open_time_ms[-1], lo, hi))
+        corrected = merge(tail, overlap)[2]
+    inserted = len(part) - len(tail)
+    first = opens[0] if keep else first_new
+    blob = spliced if inserted or corrected else None
+    return ChunkWrite(blob, first, last_new, keep + len(part), inserted, corrected)
+
+
+def _holds(opens: list[int], lo: int, hi: int, t: int) -> bool:
+    i = bisect_left(opens, t, lo, hi)
+    return i < hi and opens[i] == t
 
 
 def packed_chunk(rows: CandleColumns) -> ChunkWrite:
@@ -150,17 +185,17 @@ def ascending(columns: CandleColumns) -> CandleColumns:
     return merged
 
 
-def split_by_chunk(tf: Timeframe, candles: CandleColumns) -> dict[int, CandleColumns]:
+def split_by_chunk(tf: Timeframe, candles: CandleColumns) -> list[ChunkPart]:
     """Group a batch by chunk key, ascending, one row per open time (the last given)."""
-    batch = ascending(candles)
-    opens = batch.open_time_ms
+    batch = PackedBatch(ascending(candles))
+    opens = batch.columns.open_time_ms
     span = chunk_span_ms(tf)
-    parts: dict[int, CandleColumns] = {}
+    parts: list[ChunkPart] = []
     lo = 0
     while lo < len(opens):
         start = chunk_start(tf, opens[lo])
         hi = len(opens) if span is None else bisect_left(opens, start + span, lo)
-        parts[start] = batch.slice(lo, hi)
+        parts.append(ChunkPart(start, batch, lo, hi))
         lo = hi
     return parts
 

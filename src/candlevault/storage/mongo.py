@@ -57,6 +57,7 @@ from candlevault.domain.errors import StorageError
 from candlevault.domain.timeframes import Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.storage.chunks import (
+    ChunkPart,
     ChunkWrite,
     chunk_start,
     concat,
@@ -202,9 +203,9 @@ class MongoStore:
                     return result
                 done, conflicts = await self._merge_write(series, parts)
                 result += done
-                parts = {start: parts[start] for start in conflicts}
+                parts = [part for part in parts if part.start in conflicts]
         raise StorageError(
-            f"upsert into {venue}/{symbol}/{tf}: chunks {sorted(parts)} kept changing "
+            f"upsert into {venue}/{symbol}/{tf}: chunks {[p.start for p in parts]} kept changing "
             f"under concurrent writers ({ATTEMPTS} attempts)"
         )
 
@@ -224,15 +225,16 @@ class MongoStore:
         return results
 
     async def _merge_write(
-        self, series: Doc, parts: dict[int, CandleColumns]
+        self, series: Doc, parts: list[ChunkPart]
     ) -> tuple[UpsertResult, set[int]]:
         """Merge `parts` into their stored chunks and write the changed ones; return what
         was done and the chunk keys that another writer replaced meanwhile (not written)."""
-        stored = await self._load(series, list(parts))
+        stored = await self._load(series, [part.start for part in parts])
         ops: list[_WriteOp] = []
         starts: list[int] = []
         counts: dict[int, UpsertResult] = {}
-        for start, incoming in parts.items():
+        for incoming in parts:
+            start = incoming.start
             rev, blob = stored.get(start, (0, None))
             chunk = merge_chunk(blob, incoming)
             unchanged = len(incoming) - chunk.inserted - chunk.corrected

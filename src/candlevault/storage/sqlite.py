@@ -30,6 +30,7 @@ from candlevault.domain.timeframes import Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.storage.chunk_cache import ChunkCache, ChunkChange, ChunkMeta, Directory
 from candlevault.storage.chunks import (
+    ChunkPart,
     chunk_start,
     concat,
     merge_chunk,
@@ -376,12 +377,13 @@ class SqliteStore:
         self,
         conn: sqlite3.Connection,
         key: tuple[str, str, str],
-        parts: dict[int, CandleColumns],
+        parts: list[ChunkPart],
         changes: list[ChunkChange],
     ) -> UpsertResult:
         """Merge `parts` into their chunks (inside the caller's transaction)."""
         result = UpsertResult()
-        for start, part in parts.items():
+        for part in parts:
+            start = part.start
             row = conn.execute(
                 f"SELECT data FROM chunks WHERE {_SERIES} AND start = ?", (*key, start)
             ).fetchone()
