@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from candlevault.domain.candles import Candle
 from candlevault.domain.columns import columns_from
 from candlevault.storage.chunk_cache import ChunkCache, ChunkChange, ChunkMeta, Directory
-from candlevault.storage.codec import encode
+from candlevault.storage.codec import ChunkView, encode
 
 SERIES = ("binance", "BTCUSDT", "1m")
 T0 = 1_700_006_400_000 - 1_700_006_400_000 % 86_400_000
@@ -70,12 +70,10 @@ def test_a_read_that_raced_a_write_is_not_cached() -> None:
     cache = ChunkCache(10 * 2**20)
     before = cache.generation(SERIES)
     cache.apply([ChunkChange(SERIES, 0, _meta(0, 5), _blob(5))])  # lands while the read runs
-    stale = _blob(3)
-    view = cache.fill(SERIES, 0, stale, before)
-    assert view.count == 3  # the caller still gets what it read...
+    cache.fill(SERIES, 0, ChunkView(_blob(3)), before)  # what the read saw: stale now
     cached = cache.blob(SERIES, 0)
     assert cached is not None
-    assert cached.count == 5  # ...but the cache keeps the write
+    assert cached.count == 5  # the cache keeps the write
     cache.set_directory(SERIES, [_meta(0, 3)], before)
     assert cache.directory(SERIES) is None  # a stale directory is not kept either
 
@@ -84,7 +82,7 @@ def test_the_cache_stays_within_its_size_dropping_the_least_recent() -> None:
     blob = _blob(100)
     cache = ChunkCache(3 * len(blob))
     for start in range(4):
-        cache.fill(SERIES, start, blob, cache.generation(SERIES))
+        cache.fill(SERIES, start, ChunkView(blob), cache.generation(SERIES))
         if start == 2:
             assert cache.blob(SERIES, 0) is not None  # 0 is now the most recent
     assert cache.blob(SERIES, 1) is None  # the least recently used went first
@@ -106,11 +104,24 @@ def test_window_with_rows_is_the_shortest_prefix_that_can_hold_them(
     assert everything == [c for c in chunks if c.start >= first_chunk * 10 and c.last >= first_open]
     picked = directory.window(first_chunk * 10, 10**6, first_open, rows)
     assert picked == everything[: len(picked)]
-    # enough: whatever the first chunk holds, the rest hold `rows`, unless all were taken
-    assert picked == everything or sum(c.n for c in picked[1:]) >= rows
-    # and no more than needed: without its last chunk, the rest would not be enough
-    if len(picked) > 2:
-        assert sum(c.n for c in picked[1:-1]) < rows
+
+    def held(chunks: list[ChunkMeta]) -> int:  # candles opening at or after first_open
+        return sum(1 for c in chunks for t in range(c.first, c.last + 1) if t >= first_open)
+
+    assert picked == everything or held(picked) >= rows  # enough...
+    if picked:
+        assert held(picked[:-1]) < rows  # ...and not one chunk more
+
+
+def test_rows_from_counts_the_candles_of_an_evenly_spaced_chunk() -> None:
+    day = ChunkMeta(0, 0, 1439 * 60_000, 1440)
+    assert day.rows_from(-5) == 1440
+    assert day.rows_from(60_000) == 1439
+    assert day.rows_from(60_001) == 1438
+    assert day.rows_from(1439 * 60_000) == 1
+    assert day.rows_from(1439 * 60_000 + 1) == 0
+    holes = ChunkMeta(0, 0, 1000 * 60_000 + 7, 10)  # not evenly spaced: unknown
+    assert holes.rows_from(60_000) == 0
 
 
 @given(st.lists(st.integers(1, 5), max_size=30), st.integers(0, 60))

@@ -35,6 +35,19 @@ class ChunkMeta(msgspec.Struct, frozen=True):
     last: int
     n: int
 
+    def rows_from(self, open_ms: int) -> int:
+        """How many candles open at or after `open_ms`: exact when the chunk's open
+        times are evenly spaced (a whole day, or a run with no hole), else 0 (unknown,
+        so a reader takes the next chunk too)."""
+        if open_ms <= self.first:
+            return self.n
+        if open_ms > self.last:
+            return 0
+        if (self.last - self.first) % (self.n - 1):
+            return 0
+        step = (self.last - self.first) // (self.n - 1)
+        return self.n - -(-(open_ms - self.first) // step)
+
 
 class ChunkChange(msgspec.Struct, frozen=True):
     """A committed write of one chunk: its new content, or None when it was removed."""
@@ -59,19 +72,19 @@ class Directory:
     ) -> list[ChunkMeta]:
         """Chunks keyed in [low_start, high_start] whose last candle opens at or after
         `first_open`, ascending; with `rows`, only as many as can be needed to read
-        that many candles (the first chunk may hold none of them), found by walking
-        the directory from the window's start, not by scanning the whole history."""
+        that many candles (the first chunk holds `rows_from(first_open)` of them),
+        found by walking the directory from the window's start, not by scanning the
+        whole history: a read that one chunk answers fetches one blob, not two."""
         i = bisect_left(self.starts, low_start)
         end = bisect_right(self.starts, high_start)
         out: list[ChunkMeta] = []
         have = 0
-        while i < end and (rows is None or len(out) < 2 or have < rows):
+        while i < end and (rows is None or have < rows):
             chunk = self.chunks[i]
             i += 1
             if chunk.last < first_open:
                 continue
-            if out:
-                have += chunk.n
+            have += chunk.n if out else chunk.rows_from(first_open)
             out.append(chunk)
         return out
 
@@ -128,12 +141,10 @@ class ChunkCache:
             self._blobs.move_to_end((series, start))
         return view
 
-    def fill(self, series: SeriesKey, start: int, blob: bytes, generation: int) -> ChunkView:
-        """Return a view of `blob`, cached if no write came since `generation`."""
-        view = ChunkView(blob)
+    def fill(self, series: SeriesKey, start: int, view: ChunkView, generation: int) -> None:
+        """Cache a chunk read from the file, unless a write came since `generation`."""
         if generation == self.generation(series):
-            self._keep((series, start), view, len(blob))
-        return view
+            self._keep((series, start), view, view.size)
 
     def apply(self, changes: Iterable[ChunkChange]) -> None:
         """Take in committed writes: directories and blobs follow, generations move."""

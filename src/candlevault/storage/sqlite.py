@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
-from contextlib import aclosing, contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -71,6 +71,7 @@ DROP TABLE chunks_without_rowid;
 """
 )
 _SERIES = "venue = ? AND symbol = ? AND tf = ?"
+MMAP_BYTES = 1 << 34  # address space only: pages come and go with the OS page cache
 DEFAULT_CACHE_MB = 256  # ~2,000 day chunks of 1m: weeks of every symbol's recent history
 _SCAN_CHUNKS = 16
 
@@ -168,41 +169,27 @@ class SqliteStore:
     ) -> CandleColumns:
         """Return candles opening in [start_ms, end_ms], ascending, the oldest `limit`."""
         key = (venue.value, symbol, tf.code)
-        if self._cache is None:
-            return await self._read(lambda c: self._range(c, key, tf, start_ms, end_ms, limit))
-        low = -(2**62) if start_ms is None else chunk_start(tf, start_ms)
-        directory = await self._directory(key)
-        first_open = -(2**62) if start_ms is None else start_ms
-        chunks = directory.window(low, 2**62 if end_ms is None else end_ms, first_open, limit)
         lo_ms = -(2**62) if start_ms is None else start_ms
         hi_ms = 2**62 if end_ms is None else end_ms
-        parts: list[CandleColumns] = []
-        have = 0
-        async with aclosing(self._views(key, chunks)) as views:
-            async for view in views:
-                lo, hi = view.index_range(lo_ms, hi_ms)
-                if limit is not None:
-                    hi = min(hi, lo + limit - have)
-                parts.append(view.rows(lo, hi))
-                have += len(parts[-1])
-                if limit is not None and have >= limit:
-                    break
-        return concat(parts)
+        if self._cache is None:
+            return await self._read(
+                lambda c: _take_range(
+                    self._chunk_views(c, key, tf, lo_ms, hi_ms), lo_ms, hi_ms, limit
+                )
+            )
+        low = -(2**62) if start_ms is None else chunk_start(tf, start_ms)
+        chunks = (await self._directory(key)).window(low, hi_ms, lo_ms, limit)
+        return await self._cached(
+            key, chunks, lambda views: _take_range(views, lo_ms, hi_ms, limit)
+        )
 
     async def latest(self, venue: Venue, symbol: str, tf: Timeframe, n: int) -> CandleColumns:
         """Return the newest `n` candles, ascending."""
         key = (venue.value, symbol, tf.code)
         if self._cache is None:
-            return await self._read(lambda c: self._latest(c, key, n))
-        chunks = (await self._directory(key)).tail(n)
-        parts: list[CandleColumns] = []
-        have = 0
-        async with aclosing(self._views(key, chunks[::-1])) as views:
-            async for view in views:
-                take = min(view.count, n - have)
-                parts.append(view.rows(view.count - take, view.count))
-                have += take
-        return concat(parts[::-1])
+            return await self._read(lambda c: _take_latest(self._newest_views(c, key), n))
+        chunks = (await self._directory(key)).tail(n)[::-1]
+        return await self._cached(key, chunks, lambda views: _take_latest(views, n))
 
     async def bounds(self, venue: Venue, symbol: str, tf: Timeframe) -> tuple[int, int] | None:
         """Return the first and last open time stored (None: nothing stored)."""
@@ -314,33 +301,36 @@ class SqliteStore:
             directory = self._cache.directory(key) or Directory(chunks)
         return directory
 
-    async def _views(
-        self, key: tuple[str, str, str], chunks: list[ChunkMeta]
-    ) -> AsyncGenerator[ChunkView, None]:
-        """Yield the chunks' views in order: cached ones straight from memory; at the
-        first miss, every missing one of the rest in one trip to a reader thread. A long
-        scan (more than `_SCAN_CHUNKS` missing) is not cached, so one export of a whole
+    async def _cached(
+        self,
+        key: tuple[str, str, str],
+        chunks: list[ChunkMeta],
+        take: Callable[[Iterable[ChunkView]], CandleColumns],
+    ) -> CandleColumns:
+        """Apply `take` to the chunks' views: on the loop when all are cached, else on
+        a reader thread that loads the missing blobs and decodes there too (the rows it
+        unpacks are in that core's cache), the loaded chunks then cached. A long scan
+        (more than `_SCAN_CHUNKS` missing) is not cached, so one export of a whole
         history cannot evict every hot chunk."""
         assert self._cache is not None
         cache = self._cache
-        hits = 0
-        while hits < len(chunks) and (view := cache.blob(key, chunks[hits].start)) is not None:
-            yield view
-            hits += 1
-        rest = chunks[hits:]
-        if not rest:
-            return
-        views = [cache.blob(key, c.start) for c in rest]
-        missing = [c.start for c, v in zip(rest, views, strict=True) if v is None]
+        views = [cache.blob(key, c.start) for c in chunks]
+        missing = [c.start for c, v in zip(chunks, views, strict=True) if v is None]
+        if not missing:
+            return take(views)  # type: ignore[arg-type]
         generation = cache.generation(key)
-        blobs = iter(await self._read(lambda c: _load_blobs(c, key, missing)))
-        keep = len(missing) <= _SCAN_CHUNKS
-        for chunk, cached in zip(rest, views, strict=True):
-            if cached is not None:
-                yield cached
-                continue
-            blob = next(blobs)
-            yield cache.fill(key, chunk.start, blob, generation) if keep else ChunkView(blob)
+
+        def load(c: sqlite3.Connection) -> tuple[CandleColumns, list[ChunkView]]:
+            loaded = iter(_load_blobs(c, key, missing))
+            filled = [ChunkView(next(loaded)) if v is None else v for v in views]
+            return take(filled), filled
+
+        rows, filled = await self._read(load)
+        if len(missing) <= _SCAN_CHUNKS:
+            for chunk, cached, view in zip(chunks, views, filled, strict=True):
+                if cached is None:
+                    cache.fill(key, chunk.start, view, generation)
+        return rows
 
     def _open_writer(self) -> sqlite3.Connection:
         return self._connect(readonly=False)
@@ -352,6 +342,9 @@ class SqliteStore:
         uri = f"file:{self.path}?mode={'ro' if readonly else 'rwc'}"
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 5000")
+        # Map the file: a chunk is ~26 pages, and reading them through the OS page
+        # cache costs a pread each; mapped, a blob is one copy (~0.1 ms less a miss).
+        conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -446,41 +439,25 @@ class SqliteStore:
         (blob,) = conn.execute("SELECT data FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
         return ChunkView(blob)
 
-    def _range(
+    def _chunk_views(
         self,
         conn: sqlite3.Connection,
         key: tuple[str, str, str],
         tf: Timeframe,
-        start_ms: int | None,
-        end_ms: int | None,
-        limit: int | None,
-    ) -> CandleColumns:
-        parts: list[CandleColumns] = []
-        have = 0
-        lo_ms = -(2**62) if start_ms is None else start_ms
-        hi_ms = 2**62 if end_ms is None else end_ms
-        for chunk_id, *_ in self._chunks(conn, key, tf, start_ms, end_ms):
-            if limit is not None and have >= limit:
-                break
-            view = self._blob(conn, chunk_id)
-            lo, hi = view.index_range(lo_ms, hi_ms)
-            if limit is not None:
-                hi = min(hi, lo + limit - have)
-            parts.append(view.rows(lo, hi))
-            have += len(parts[-1])
-        return concat(parts)
+        lo_ms: int,
+        hi_ms: int,
+    ) -> Iterator[ChunkView]:
+        """The chunks of [lo_ms, hi_ms], ascending, each read only when asked for."""
+        for chunk_id, *_ in self._chunks(conn, key, tf, lo_ms, hi_ms):
+            yield self._blob(conn, chunk_id)
 
-    def _latest(self, conn: sqlite3.Connection, key: tuple[str, str, str], n: int) -> CandleColumns:
-        parts: list[CandleColumns] = []
-        have = 0
-        chunks = conn.execute(f"SELECT id, n FROM chunks WHERE {_SERIES} ORDER BY start DESC", key)
-        for chunk_id, count in chunks:
-            if have >= n:
-                break
-            take = min(count, n - have)
-            parts.append(self._blob(conn, chunk_id).rows(count - take, count))
-            have += take
-        return concat(parts[::-1])
+    def _newest_views(
+        self, conn: sqlite3.Connection, key: tuple[str, str, str]
+    ) -> Iterator[ChunkView]:
+        """The series' chunks, newest first, each read only when asked for."""
+        query = f"SELECT id FROM chunks WHERE {_SERIES} ORDER BY start DESC"
+        for (chunk_id,) in conn.execute(query, key):
+            yield self._blob(conn, chunk_id)
 
     def _count(
         self,
@@ -551,6 +528,36 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 def _load_directory(conn: sqlite3.Connection, key: tuple[str, str, str]) -> list[ChunkMeta]:
     rows = conn.execute(f"SELECT start, first, last, n FROM chunks WHERE {_SERIES}", key)
     return [ChunkMeta(*row) for row in rows]
+
+
+def _take_range(
+    views: Iterable[ChunkView], lo_ms: int, hi_ms: int, limit: int | None
+) -> CandleColumns:
+    """The candles opening in [lo_ms, hi_ms] (the oldest `limit`) of ascending chunks."""
+    parts: list[CandleColumns] = []
+    have = 0
+    for view in views:
+        if limit is not None and have >= limit:
+            break
+        lo, hi = view.index_range(lo_ms, hi_ms)
+        if limit is not None:
+            hi = min(hi, lo + limit - have)
+        parts.append(view.rows(lo, hi))
+        have += len(parts[-1])
+    return concat(parts)
+
+
+def _take_latest(views: Iterable[ChunkView], n: int) -> CandleColumns:
+    """The newest `n` candles, ascending, of chunks given newest first."""
+    parts: list[CandleColumns] = []
+    have = 0
+    for view in views:
+        if have >= n:
+            break
+        take = min(view.count, n - have)
+        parts.append(view.rows(view.count - take, view.count))
+        have += take
+    return concat(parts[::-1])
 
 
 def _load_blobs(
