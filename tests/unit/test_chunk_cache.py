@@ -68,6 +68,7 @@ def test_writes_update_a_loaded_directory_and_the_blobs() -> None:
 
 def test_a_read_that_raced_a_write_is_not_cached() -> None:
     cache = ChunkCache(10 * 2**20)
+    cache.set_directory(SERIES, [], cache.generation(SERIES))
     before = cache.generation(SERIES)
     cache.apply([ChunkChange(SERIES, 0, _meta(0, 5), _blob(5))])  # lands while the read runs
     cache.fill(SERIES, 0, ChunkView(_blob(3)), before)  # what the read saw: stale now
@@ -75,7 +76,23 @@ def test_a_read_that_raced_a_write_is_not_cached() -> None:
     assert cached is not None
     assert cached.count == 5  # the cache keeps the write
     cache.set_directory(SERIES, [_meta(0, 3)], before)
-    assert cache.directory(SERIES) is None  # a stale directory is not kept either
+    directory = cache.directory(SERIES)
+    assert directory is not None
+    assert directory.chunks == [_meta(0, 5)]  # a stale directory does not replace it
+
+
+def test_writes_go_around_the_cache_except_the_newest_and_cached_chunks() -> None:
+    cache = ChunkCache(10 * 2**20)
+    cache.set_directory(SERIES, [_meta(0), _meta(100)], cache.generation(SERIES))
+    cache.apply([ChunkChange(SERIES, 0, _meta(0, 5), _blob(5))])  # history: not cached
+    assert cache.blob(SERIES, 0) is None
+    cache.apply([ChunkChange(SERIES, 100, _meta(100, 5), _blob(5))])  # the newest: cached
+    assert cache.blob(SERIES, 100) is not None
+    cache.fill(SERIES, 0, ChunkView(_blob(2)), cache.generation(SERIES))
+    cache.apply([ChunkChange(SERIES, 0, _meta(0, 4), _blob(4))])  # cached: replaced
+    view = cache.blob(SERIES, 0)
+    assert view is not None
+    assert view.count == 4
 
 
 def test_the_cache_stays_within_its_size_dropping_the_least_recent() -> None:

@@ -4,7 +4,7 @@ A read that goes to a SQLite thread pays two thread wake-ups, ~70 µs on this ma
 more than the read itself (a warm 500-candle read is ~60 µs of unpacking). The process
 that holds a data dir's writer lock is the only one that changes the file, so it can
 keep, on the event loop, an exact directory of every series' chunks (start, first and
-last open time, rows) and a bounded LRU of recently read or written chunk blobs, and
+last open time, rows) and a bounded LRU of recently read chunk blobs, and
 answer most reads without leaving the loop: no I/O, only unpacking in memory.
 
 Exact because every committed write reports the chunks it replaced or removed, and
@@ -147,16 +147,22 @@ class ChunkCache:
             self._keep((series, start), view, view.size)
 
     def apply(self, changes: Iterable[ChunkChange]) -> None:
-        """Take in committed writes: directories and blobs follow, generations move."""
+        """Take in committed writes: directories and blobs follow, generations move.
+
+        Write-around: a written chunk replaces its cached copy, and the newest chunk of
+        a series (what `latest` reads) is cached; other written chunks are not, so a
+        bootstrap writing years of history does not evict what readers are using."""
         for change in changes:
             series = change.series
             self._generations[series] = self.generation(series) + 1
             directory = self._directories.get(series)
             if directory is not None:
                 directory.put(change.meta, change.start)
-            self._drop((series, change.start))
-            if change.blob is not None:
-                self._keep((series, change.start), ChunkView(change.blob), len(change.blob))
+            key = (series, change.start)
+            cached = self._drop(key)
+            newest = directory is not None and directory.starts[-1:] == [change.start]
+            if change.blob is not None and (cached or newest):
+                self._keep(key, ChunkView(change.blob), len(change.blob))
 
     def _keep(self, key: tuple[SeriesKey, int], view: ChunkView, size: int) -> None:
         if size > self.max_bytes:
@@ -168,7 +174,8 @@ class ChunkCache:
             _, old = self._blobs.popitem(last=False)
             self._size -= old.size
 
-    def _drop(self, key: tuple[SeriesKey, int]) -> None:
+    def _drop(self, key: tuple[SeriesKey, int]) -> bool:
         view = self._blobs.pop(key, None)
         if view is not None:
             self._size -= view.size
+        return view is not None

@@ -129,11 +129,10 @@ class SqliteStore:
         """Insert or replace candles by open time, chunk by chunk, in one transaction."""
         if len(candles) == 0:
             return UpsertResult()
-        parts = split_by_chunk(tf, candles)
         key = (venue.value, symbol, tf.code)
 
         def write(c: sqlite3.Connection, changes: list[ChunkChange]) -> UpsertResult:
-            return self._upsert(c, key, parts, changes)
+            return self._upsert(c, key, split_by_chunk(tf, candles), changes)
 
         return await self._commit(write)
 
@@ -145,12 +144,13 @@ class SqliteStore:
         ledger: bytes | None = None,
     ) -> list[UpsertResult]:
         """Upsert the batches in order and store the ledger, all in one transaction."""
-        work = [
-            ((venue.value, symbol, tf.code), split_by_chunk(tf, candles)) for tf, candles in batches
-        ]
 
         def write(c: sqlite3.Connection, changes: list[ChunkChange]) -> list[UpsertResult]:
-            results = [self._upsert(c, key, parts, changes) for key, parts in work]
+            # packing runs here, on the writer thread: CPU work, kept off the event loop
+            results = [
+                self._upsert(c, (venue.value, symbol, tf.code), split_by_chunk(tf, rows), changes)
+                for tf, rows in batches
+            ]
             if ledger is not None:
                 self._put_ledger(c, venue, symbol, ledger)
             return results
