@@ -113,8 +113,8 @@ async def main(quick: bool) -> None:
             gc.collect()  # let its garbage not stretch the reads' collections
             bounds = await store.bounds(Venue.BINANCE, "BTCUSDT", M1)
             assert bounds is not None
+            await store.checkpoint()  # as a bootstrap does when it is done
             samples = await timed_reads(store, "BTCUSDT", bounds, 200 if quick else 1000)
-            await store.checkpoint()
         finally:
             await store.aclose()
         size = await asyncio.to_thread(_size, Path(tmp))
