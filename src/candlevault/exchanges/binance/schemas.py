@@ -1,0 +1,61 @@
+"""Binance's REST replies as msgspec types: decoded strictly, straight from the bytes.
+
+Shapes follow the recorded replies in ../shared/fixtures/binance/rest and Binance's docs
+(spot: https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints,
+USD-M: .../derivatives/usds-margined-futures/market-data/rest-api). A kline row, e.g.
+
+    [1705276800000, "42587.96000000", "42626.00000000", "42459.80000000",
+     "42485.10000000", "913.04577000", 1705280399999, "38838380.45968840", 36373,
+     "428.41018000", "18222924.10154050", "0"]
+
+decodes only if it has exactly these 12 fields of these types: a row with a missing
+field, a number where a string belongs or a float time is refused whole, with msgspec's
+reason (which names the row and field), before any value is trusted.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+KlineRow = tuple[int, str, str, str, str, str, int, str, int, str, str, str]
+klines_decoder = msgspec.json.Decoder(list[KlineRow])
+
+
+class RateLimit(msgspec.Struct, frozen=True, rename="camel"):
+    """One entry of exchangeInfo's rateLimits."""
+
+    rate_limit_type: str
+    interval: str
+    interval_num: int
+    limit: int
+
+
+class SymbolEntry(msgspec.Struct, frozen=True, rename="camel"):
+    """What candlevault reads of a symbol in exchangeInfo (USD-M adds the precisions
+    its klines are written with and the listing time)."""
+
+    symbol: str
+    status: str
+    price_precision: int | None = None
+    quantity_precision: int | None = None
+    onboard_date: int | None = None
+    contract_type: str | None = None
+
+
+class ExchangeInfo(msgspec.Struct, frozen=True, rename="camel"):
+    """GET /api/v3/exchangeInfo and /fapi/v1/exchangeInfo, the parts used."""
+
+    rate_limits: list[RateLimit]
+    symbols: list[SymbolEntry]
+
+
+class ServerTime(msgspec.Struct, frozen=True, rename="camel"):
+    """GET /api/v3/time and /fapi/v1/time."""
+
+    server_time: int
+
+
+exchange_info_decoder = msgspec.json.Decoder(ExchangeInfo)
+server_time_decoder = msgspec.json.Decoder(ServerTime)
+
+INTERVAL_MS = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}

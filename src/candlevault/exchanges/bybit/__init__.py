@@ -1,0 +1,1 @@
+"""Bybit v5 spot and linear: REST klines, instruments and time."""
