@@ -9,16 +9,17 @@ needs them, so `candlevault --help` loads only typer, rich and the domain.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from candlevault import __version__
+from candlevault.cli.bootstrap import bootstrap
+from candlevault.cli.console import stdout
+from candlevault.cli.gaps import gaps
 from candlevault.cli.sim import sim
 from candlevault.domain.errors import CandlevaultError
 from candlevault.domain.timeframes import (
@@ -81,7 +82,7 @@ def show_config() -> None:
         path = config_file()
     except CandlevaultError as e:
         _fail(e)
-    out = _stdout()
+    out = stdout()
     out.print(Text(f"config file: {path}" if path else "config file: none"))
     out.print(_settings_table(settings, origins))
 
@@ -109,22 +110,17 @@ def show_timeframes(
         table = _timeframes_table("Timeframes", TIMEFRAMES, with_venues=True)
     else:
         table = _timeframes_table(f"Timeframes on {chosen.value}", venue_timeframes(chosen))
-    _stdout().print(table)
+    stdout().print(table)
 
 
 app.command("sim")(sim)
+app.command("bootstrap")(bootstrap)
+app.add_typer(gaps, name="gaps")
 
 
 def _fail(error: CandlevaultError) -> NoReturn:
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(USAGE_ERROR)
-
-
-def _stdout() -> Console:
-    console = Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 1000  # piped: let a table take its natural width instead of wrapping
-    return console
 
 
 def _settings_table(settings: Settings, origins: dict[str, str]) -> Table:

@@ -36,7 +36,8 @@ from candlevault.aggregation import Outage
 from candlevault.aggregation.columnar import aggregate_columns
 from candlevault.domain.columns import CandleColumns, empty_columns
 from candlevault.domain.coverage import Coverage
-from candlevault.domain.spans import SpanSet
+from candlevault.domain.errors import BadRequest
+from candlevault.domain.spans import Span, SpanSet
 from candlevault.domain.timeframes import M1, GridKind, Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.ingest.derive import DERIVATION, spans, touched
@@ -75,6 +76,7 @@ class Ingestor:
         inception_ms: int | None,
         outages: Sequence[Outage] = (),
         now_ms: int | None = None,
+        answered: Span | None = None,
     ) -> IngestReport:
         """Write closed 1m candles, mark them present in the coverage ledger, and
         rebuild every higher-timeframe bucket they touch.
@@ -82,19 +84,39 @@ class Ingestor:
         The ledger supplies the symbol's inception (3d anchor; first buckets complete
         from the listing) and its confirmed-empty spans (outages); `inception_ms`
         records the inception if the ledger has none, `outages` adds spans to it for
-        this call; `now_ms` tells which derived buckets are over (closed).
+        this call; `now_ms` tells which derived buckets are over (closed). `answered`
+        is the window of the exchange reply these minutes came from: its minutes the
+        reply did not hold are recorded as confirmed empty (if over and settled at
+        `now_ms`, which is then required), in the same write.
         """
         batch = ascending(minutes)
-        if len(batch) == 0:
+        if len(batch) == 0 and answered is None:
             return IngestReport()
-        lock = self._locks.setdefault((venue, symbol), asyncio.Lock())
+        if answered is not None and now_ms is None:
+            raise BadRequest("an answered window needs now_ms to tell which minutes are over")
+        lock = self._lock(venue, symbol)
         async with lock:
-            return await self._ingest(venue, symbol, batch, inception_ms, outages, now_ms)
+            return await self._ingest(venue, symbol, batch, inception_ms, outages, now_ms, answered)
 
     async def coverage(self, venue: Venue, symbol: str) -> Coverage:
         """Return the series' coverage ledger (empty if none was stored yet)."""
         blob = await self.store.load_ledger(venue, symbol)
         return Coverage() if blob is None else Coverage.from_doc(orjson.loads(blob))
+
+    async def update_coverage(
+        self, venue: Venue, symbol: str, change: Callable[[Coverage], Coverage]
+    ) -> Coverage:
+        """Apply `change` to the series' ledger and store it, serialised with ingests
+        (a failure, an anomaly, the inception or a bootstrap checkpoint)."""
+        async with self._lock(venue, symbol):
+            before = await self.coverage(venue, symbol)
+            after = change(before)
+            if after != before:
+                await self.store.save_ledger(venue, symbol, orjson.dumps(after.to_doc()))
+            return after
+
+    def _lock(self, venue: Venue, symbol: str) -> asyncio.Lock:
+        return self._locks.setdefault((venue, symbol), asyncio.Lock())
 
     async def _ingest(
         self,
@@ -104,17 +126,27 @@ class Ingestor:
         inception_ms: int | None,
         extra_outages: Sequence[Outage],
         now_ms: int | None,
+        answered: Span | None,
     ) -> IngestReport:
         coverage = await self.coverage(venue, symbol)
         if inception_ms is not None and coverage.inception_ms is None:
             coverage = coverage.with_inception(inception_ms)
         inception_ms = coverage.inception_ms
-        outages = [*extra_outages, *coverage.empty]
         opens = batch.open_time_ms
-        updated = coverage.with_present(SpanSet.from_open_times(opens))
+        got = SpanSet.from_open_times(opens)
+        if answered is None:
+            updated = coverage.with_present(got)
+        else:
+            assert now_ms is not None
+            updated = coverage.with_answer(answered, got, now_ms)
         ledger = None if updated == coverage else orjson.dumps(updated.to_doc())
+        if len(batch) == 0:
+            if ledger is not None:
+                await self.store.save_ledger(venue, symbol, ledger)
+            return IngestReport()
         if ledger is None and await self._holds(venue, symbol, batch):
             return IngestReport({M1.code: UpsertResult(unchanged=len(batch))})
+        outages = [*extra_outages, *updated.empty]
 
         levels = [
             (target, source)

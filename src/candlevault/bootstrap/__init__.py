@@ -1,0 +1,1 @@
+"""Fetching history: bootstrap planning and running, archive import, gaps."""
