@@ -41,7 +41,10 @@ def bootstrap(
     ] = "binance",
     since: Annotated[
         str | None,
-        typer.Option(help="Fetch from this time (ISO date or epoch ms), not from inception."),
+        typer.Option(
+            help="Fetch from this time (ISO date or epoch ms); default: "
+            "CANDLEVAULT_BOOTSTRAP_SINCE, else each symbol's inception."
+        ),
     ] = None,
     concurrency: Annotated[
         int, typer.Option(min=1, max=64, help="Kline requests in flight per symbol at most.")
@@ -71,6 +74,8 @@ async def _run(venue: Venue, symbols: list[str], since_ms: int | None, concurren
     from candlevault.ingest.writer import Ingestor
 
     settings = load_settings()
+    if since_ms is None:
+        since_ms = settings.bootstrap_since
     store = await open_store(settings)
     try:
         async with aiohttp.ClientSession() as session:
