@@ -117,3 +117,14 @@ def minute_trades(draw: st.DrawFn, open_ms: int = 0, max_trades: int = 60) -> li
             )
         )
     return trades
+
+
+def minute_run(seed: int, n: int, start_ms: int, first_close: int = 1_000_000) -> list[Candle]:
+    """`n` consecutive plausible 1m candles from `start_ms` (a tenth of them flat)."""
+    rng = random.Random(seed)
+    out, prev = [], first_close
+    for i in range(n):
+        candle = minute_candle(rng, start_ms + i * MINUTE_MS, prev, zero=rng.random() < 0.1)
+        out.append(candle)
+        prev = candle.close
+    return out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import msgspec
 import pytest
 from hypothesis import given
@@ -11,20 +9,14 @@ from hypothesis import strategies as st
 
 from candlevault.domain.candles import Candle
 from candlevault.exchanges.validate import MalformedReply, check_klines, check_order
-from tests.unit.strategies import minute_candle
+from tests.unit.strategies import minute_run
 
 MINUTE = 60_000
 T0 = 1_700_000_040_000 - 1_700_000_040_000 % MINUTE
 
 
 def _run(seed: int, n: int) -> list[Candle]:
-    rng = random.Random(seed)
-    out, prev = [], 1_000_000
-    for i in range(n):
-        candle = minute_candle(rng, T0 + i * MINUTE, prev, zero=rng.random() < 0.1)
-        out.append(candle)
-        prev = candle.close
-    return out
+    return minute_run(seed, n, T0, 1_000_000)
 
 
 @given(st.integers(0, 10**6), st.integers(1, 200), st.integers(0, 250))

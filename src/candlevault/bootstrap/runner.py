@@ -33,6 +33,7 @@ import orjson
 
 from candlevault.bootstrap.archives import ArchiveReport, import_archives
 from candlevault.domain.clock import Clock
+from candlevault.domain.columns import CandleColumns
 from candlevault.domain.coverage import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -42,15 +43,18 @@ from candlevault.domain.coverage import (
     plan,
 )
 from candlevault.domain.errors import Banned, ExchangeUnavailable, NotFound
+from candlevault.domain.spans import Span
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.binance.archive_client import BinanceArchiveClient
 from candlevault.exchanges.ports import ExchangeClient, SymbolInfo
 from candlevault.exchanges.validate import MalformedReply
 from candlevault.ingest.writer import Ingestor
+from candlevault.storage.chunks import concat
 
 T = TypeVar("T")
 MINUTE_MS = 60_000
 CHECKPOINT_EVERY = 50  # windows between bootstrap checkpoints in the ledger
+FLUSH_CANDLES = 20_000  # candles gathered before one store write
 
 
 class Progress(msgspec.Struct):
@@ -191,12 +195,14 @@ class Bootstrap:
     ) -> None:
         gate = asyncio.Semaphore(self.concurrency)
         done: set[int] = set()
+        batch = _Batch(self.ingestor, self.client.venue, info.symbol, self.clock)
 
         async def one(index: int, window: FetchWindow) -> None:
             async with gate:
-                await self._fetch(info, window, progress)
+                await self._fetch(info, window, progress, batch)
             done.add(index)
             if len(done) % CHECKPOINT_EVERY == 0 or len(done) == len(windows):
+                await batch.flush()  # a checkpoint never claims what is not stored
                 await self._checkpoint(info.symbol, windows, done)
 
         try:
@@ -205,9 +211,13 @@ class Bootstrap:
                     group.create_task(one(index, window))
         except BaseExceptionGroup as group:  # the first error stopped the run: raise it
             raise group.exceptions[0] from None
+        finally:
+            await batch.flush()  # stopped or not, what was fetched is stored
 
-    async def _fetch(self, info: SymbolInfo, window: FetchWindow, progress: Progress) -> None:
-        venue, symbol = self.client.venue, info.symbol
+    async def _fetch(
+        self, info: SymbolInfo, window: FetchWindow, progress: Progress, batch: _Batch
+    ) -> None:
+        symbol = info.symbol
         last_open = window.end_ms - MINUTE_MS
         malformed: MalformedReply | None = None
         for _ in range(2):
@@ -228,14 +238,7 @@ class Bootstrap:
                 return
             progress.weight += window.cost
             now = self.clock.now_ms()
-            await self.ingestor.ingest(
-                venue,
-                symbol,
-                reply.closed,
-                inception_ms=None,
-                now_ms=now,
-                answered=(window.start_ms, min(window.end_ms, closed_until(now))),
-            )
+            await batch.add(reply.closed, (window.start_ms, min(window.end_ms, closed_until(now))))
             got = len(reply.closed)
             progress.candles += got
             progress.empty_minutes += max(0, window.minutes - got - (reply.forming is not None))
@@ -327,6 +330,46 @@ async def _retried(ask: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
             if attempt + 1 == attempts:
                 raise
     raise AssertionError("unreachable")
+
+
+class _Batch:
+    """Replies waiting to be ingested together: one store write per `FLUSH_CANDLES`
+    candles instead of one per reply, since each write derives every higher timeframe
+    and costs a transaction. Replies answer disjoint windows, so their candles join into
+    one ascending batch; the windows go along, for the minutes confirmed empty."""
+
+    def __init__(self, ingestor: Ingestor, venue: Venue, symbol: str, clock: Clock) -> None:
+        self.ingestor, self.venue, self.symbol, self.clock = ingestor, venue, symbol, clock
+        self.parts: list[CandleColumns] = []
+        self.windows: list[Span] = []
+        self.count = 0
+        self._lock = asyncio.Lock()
+
+    async def add(self, closed: CandleColumns, window: Span) -> None:
+        """Keep one reply's candles; write them all once enough have gathered."""
+        self.parts.append(closed)
+        self.windows.append(window)
+        self.count += len(closed)
+        if self.count >= FLUSH_CANDLES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what has gathered (nothing if nothing has)."""
+        async with self._lock:
+            if not self.windows:
+                return
+            parts, windows = self.parts, self.windows
+            self.parts, self.windows, self.count = [], [], 0
+            filled = sorted((p for p in parts if len(p)), key=lambda p: p.open_time_ms[0])
+            rows = concat(filled) if filled else parts[0]
+            await self.ingestor.ingest(
+                self.venue,
+                self.symbol,
+                rows,
+                inception_ms=None,
+                now_ms=self.clock.now_ms(),
+                answered=windows,
+            )
 
 
 def _advanced(coverage: Coverage, mark_ms: int) -> Coverage:

@@ -76,7 +76,7 @@ class Ingestor:
         inception_ms: int | None,
         outages: Sequence[Outage] = (),
         now_ms: int | None = None,
-        answered: Span | None = None,
+        answered: Span | Sequence[Span] | None = None,
     ) -> IngestReport:
         """Write closed 1m candles, mark them present in the coverage ledger, and
         rebuild every higher-timeframe bucket they touch.
@@ -85,9 +85,9 @@ class Ingestor:
         from the listing) and its confirmed-empty spans (outages); `inception_ms`
         records the inception if the ledger has none, `outages` adds spans to it for
         this call; `now_ms` tells which derived buckets are over (closed). `answered`
-        is the window of the exchange reply these minutes came from: its minutes the
-        reply did not hold are recorded as confirmed empty (if over and settled at
-        `now_ms`, which is then required), in the same write.
+        is the window (or windows) of the exchange replies these minutes came from:
+        their minutes the replies did not hold are recorded as confirmed empty (if over
+        and settled at `now_ms`, which is then required), in the same write.
         """
         batch = ascending(minutes)
         if len(batch) == 0 and answered is None:
@@ -126,7 +126,7 @@ class Ingestor:
         inception_ms: int | None,
         extra_outages: Sequence[Outage],
         now_ms: int | None,
-        answered: Span | None,
+        answered: Span | Sequence[Span] | None,
     ) -> IngestReport:
         coverage = await self.coverage(venue, symbol)
         if inception_ms is not None and coverage.inception_ms is None:
@@ -134,11 +134,11 @@ class Ingestor:
         inception_ms = coverage.inception_ms
         opens = batch.open_time_ms
         got = SpanSet.from_open_times(opens)
-        if answered is None:
-            updated = coverage.with_present(got)
-        else:
+        updated = coverage.with_present(got)
+        if answered is not None:
             assert now_ms is not None
-            updated = coverage.with_answer(answered, got, now_ms)
+            for window in _windows(answered):
+                updated = updated.with_answer(window, got, now_ms)
         ledger = None if updated == coverage else orjson.dumps(updated.to_doc())
         if len(batch) == 0:
             if ledger is not None:
@@ -263,3 +263,14 @@ def _source_rows(
         parts.append(written.slice(taken, len(written)))
     parts = [p for p in parts if len(p)]
     return concat(parts) if parts else empty_columns(written.trades is not None)
+
+
+def _windows(answered: Span | Sequence[Span]) -> list[Span]:
+    """One answered window or several, as a list."""
+    first = answered[0]
+    if isinstance(first, int):
+        start, end = answered
+        assert isinstance(start, int)
+        assert isinstance(end, int)
+        return [(start, end)]
+    return [w for w in answered if not isinstance(w, int)]

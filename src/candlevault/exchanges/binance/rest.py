@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 from candlevault.domain.candles import Candle, parse_kline_row
 from candlevault.domain.clock import Clock
-from candlevault.domain.columns import columns_from
 from candlevault.domain.decimals import BINANCE_SPOT, Precision
 from candlevault.domain.errors import BadValue
+from candlevault.domain.kline_columns import parse_kline_columns
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.binance.schemas import (
     INTERVAL_MS,
@@ -33,7 +33,7 @@ from candlevault.exchanges.binance.schemas import (
 )
 from candlevault.exchanges.http import VenueHttp
 from candlevault.exchanges.ports import KlineReply, SymbolInfo
-from candlevault.exchanges.validate import MalformedReply, check_klines, check_order, decoded
+from candlevault.exchanges.validate import MalformedReply, check_columns, check_klines, decoded
 
 MINUTE_MS = 60_000
 SPOT_KLINES_LIMIT = 1000
@@ -94,10 +94,14 @@ class BinanceRest:
         limit = min(self.max_klines, max(1, (end_ms - start_ms) // MINUTE_MS + 1))
         end_ms = min(end_ms, start_ms + (limit - 1) * MINUTE_MS)  # what one reply can hold
         rows = await self._rows(symbol, start_ms, end_ms, limit)
-        candles = _candles(rows, precision)
-        check_order(candles, newest_first=False)
-        checked = check_klines(candles, start_ms=start_ms, end_ms=end_ms, now_ms=self._now())
-        return KlineReply(start_ms, end_ms, columns_from(checked.closed), checked.forming)
+        try:
+            columns = parse_kline_columns(rows, precision)
+        except BadValue as e:
+            raise MalformedReply(f"kline row: {e}") from e
+        closed, forming = check_columns(
+            columns, start_ms=start_ms, end_ms=end_ms, now_ms=self._now()
+        )
+        return KlineReply(start_ms, end_ms, closed, forming)
 
     async def inception_ms(self, info: SymbolInfo) -> int | None:
         """Return the open time of the symbol's first 1m kline (`startTime=0`)."""
