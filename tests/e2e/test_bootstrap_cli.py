@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.contract.recorded import fixtures_dir
 from tests.e2e.test_sim_cli import running_sim
 
 
@@ -45,3 +46,17 @@ def test_an_unknown_symbol_is_one_line_and_status_2(tmp_path: Path) -> None:
         done = _cli(env, tmp_path, "bootstrap", "NOPEUSDT")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "error: binance does not list NOPEUSDT"
+
+
+def test_import_from_a_folder_of_real_archive_files(tmp_path: Path) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    klines = Path(fixtures_dir()) / "binance" / "klines"
+    for day in ("14", "15"):
+        name = f"ETHUSDT-1m-2022-08-{day}.zip"
+        (folder / name).write_bytes((klines / name).read_bytes())
+    done = _cli({}, tmp_path / "data", "import", "ETHUSDT", "--from", str(folder))
+    again = _cli({}, tmp_path / "data", "import", "ETHUSDT", "--from", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert "ETHUSDT: 2 files, 2,880 candles imported, 0 refused" in done.stderr
+    assert again.returncode == 0, again.stderr  # idempotent: the same candles, one row each

@@ -20,6 +20,7 @@ from candlevault import __version__
 from candlevault.cli.bootstrap import bootstrap
 from candlevault.cli.console import stdout
 from candlevault.cli.gaps import gaps
+from candlevault.cli.imports import import_archives
 from candlevault.cli.sim import sim
 from candlevault.domain.errors import CandlevaultError
 from candlevault.domain.timeframes import (
@@ -116,6 +117,7 @@ def show_timeframes(
 app.command("sim")(sim)
 app.command("bootstrap")(bootstrap)
 app.add_typer(gaps, name="gaps")
+app.command("import")(import_archives)
 
 
 def _fail(error: CandlevaultError) -> NoReturn:
