@@ -22,14 +22,16 @@ from hypothesis import strategies as st
 
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.ratelimit import (
-    BINANCE_SPOT_WEIGHTS,
-    BINANCE_USDM_WEIGHTS,
-    USDM_KLINES_BANDS,
     Permit,
     RateLimiter,
     RollingLimiter,
     WeightLimiter,
     interval_ms,
+)
+from candlevault.exchanges.weights import (
+    BINANCE_SPOT_WEIGHTS,
+    BINANCE_USDM_WEIGHTS,
+    USDM_KLINES_BANDS,
     request_weight,
     usdm_klines_limit,
     usdm_klines_weight,

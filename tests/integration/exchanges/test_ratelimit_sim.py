@@ -30,8 +30,8 @@ from candlevault.exchanges.ratelimit import (
     RollingLimiter,
     WeightLimiter,
     interval_ms,
-    request_weight,
 )
+from candlevault.exchanges.weights import request_weight
 from candlevault.simulator.server import SimServer
 from candlevault.simulator.world import SimConfig, SimWorld
 
@@ -105,7 +105,7 @@ async def send(
             header = response.headers.get(USED_WEIGHT_HEADER)
             retry_after = response.headers.get("Retry-After")
             now = sim.wall.ms()
-            # Block first, then settle: no waiter may slip in between.
+            # Block, then settle, with no await between: no waiter may slip in.
             if response.status == 429 and retry_after is not None:
                 limiter.pause(float(retry_after))
             elif response.status == 418:
@@ -121,6 +121,7 @@ async def send(
         sim.replies.append(reply)
         if reply.status == 200:
             return reply
+        assert reply.status in (429, 418, 403), reply
 
 
 StartSim = Callable[..., Awaitable[Sim]]

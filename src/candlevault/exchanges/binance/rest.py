@@ -34,24 +34,18 @@ from candlevault.exchanges.binance.schemas import (
 from candlevault.exchanges.http import VenueHttp
 from candlevault.exchanges.ports import KlineReply, SymbolInfo
 from candlevault.exchanges.validate import MalformedReply, check_columns, check_klines, decoded
+from candlevault.exchanges.weights import request_weight, usdm_klines_limit
 
 MINUTE_MS = 60_000
-SPOT_KLINES_LIMIT = 1000
-USDM_KLINES_LIMIT = 499
-WEIGHTS = {  # (venue, endpoint) -> weight
-    (Venue.BINANCE, "exchangeInfo"): 20,
-    (Venue.BINANCE, "time"): 1,
-    (Venue.BINANCE_USDM, "exchangeInfo"): 1,
-    (Venue.BINANCE_USDM, "time"): 1,
-}
+SPOT_KLINES_LIMIT = 1000  # weight 2 whatever the limit
+USDM_KLINES_LIMIT = usdm_klines_limit(10**6)  # 499: weight 2, the cheapest per candle
 WeightLimits = Callable[[int, int], None]  # (limit, window_ms): the venue's budget
 
 
 def kline_weight(venue: Venue, limit: int) -> int:
     """Return what a klines request of `limit` costs on `venue`."""
-    if venue is Venue.BINANCE:
-        return 2
-    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+    path = "/api/v3/klines" if venue is Venue.BINANCE else "/fapi/v1/klines"
+    return request_weight(venue, path, limit)
 
 
 class BinanceRest:
@@ -77,14 +71,14 @@ class BinanceRest:
 
     async def symbols(self) -> dict[str, SymbolInfo]:
         """Return every listed symbol; hand the venue's weight limit to `on_limits`."""
-        body = await self._get("exchangeInfo", {}, WEIGHTS[self.venue, "exchangeInfo"])
+        body = await self._get("exchangeInfo", {}, self._weight("exchangeInfo"))
         info = decoded(exchange_info_decoder, body, "exchangeInfo")
         self._apply_limits(info)
         return {entry.symbol: self._symbol(entry) for entry in info.symbols}
 
     async def server_time_ms(self) -> int:
         """Return Binance's clock."""
-        body = await self._get("time", {}, WEIGHTS[self.venue, "time"])
+        body = await self._get("time", {}, self._weight("time"))
         return decoded(server_time_decoder, body, "time").server_time
 
     async def klines(
@@ -130,6 +124,9 @@ class BinanceRest:
 
     async def _get(self, endpoint: str, params: dict[str, str | int], weight: int) -> bytes:
         return await self._http.get(f"{self._prefix}/{endpoint}", params, weight)
+
+    def _weight(self, endpoint: str) -> int:
+        return request_weight(self.venue, f"{self._prefix}/{endpoint}")
 
     def _now(self) -> int:
         return self._clock.now_ms()
