@@ -30,12 +30,15 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from datetime import date
+from itertools import islice
+from operator import lt
 from typing import Literal
 
 from candlevault.domain.candles import Candle, parse_kline_row
 from candlevault.domain.columns import CandleColumns, columns_from
 from candlevault.domain.decimals import Precision
 from candlevault.domain.errors import BadValue, ExchangeRejected
+from candlevault.domain.kline_columns import parse_kline_columns
 from candlevault.domain.symbols import parse_symbol
 from candlevault.domain.timeframes import (
     DAY_MS,
@@ -231,6 +234,9 @@ def parse_klines(
     rows = lines[1:] if header else lines
     if not rows:
         raise ArchiveRejected(ref, "holds no rows")
+    fast = _parse_plain(rows, ref, precision)
+    if fast is not None:
+        return ParsedKlines(ref, fast[0], fast[1], header)
     first = int(header) + 1
     candles: list[Candle] = []
     unit: TimeUnit | None = None
@@ -243,6 +249,61 @@ def parse_klines(
         candles.append(candle)
     assert unit is not None  # rows is not empty
     return ParsedKlines(ref, columns_from(candles), unit, header)
+
+
+def _parse_plain(
+    lines: list[str], ref: ArchiveRef, precision: Precision
+) -> tuple[CandleColumns, TimeUnit] | None:
+    """The whole file at once, for what nearly every file is: 12 fields a line, times in
+    one unit, a fixed grid, rows in order, on the grid and in the span. None for anything
+    else, which the line-by-line path then judges (and names the line at fault)."""
+    tf = ref.interval
+    if tf.kind is not GridKind.FIXED:
+        return None
+    rows = [line.split(",") for line in lines]
+    if any(len(row) != 12 for row in rows):
+        return None
+    cols = list(zip(*rows, strict=True))
+    times = [_digits(cols[i]) for i in (0, 6, 8)]
+    if any(t is None for t in times):
+        return None
+    opens, closes, trades = (t or [] for t in times)
+    in_ms = _in_ms(opens, closes)
+    if in_ms is None:
+        return None
+    (opens, closes), unit = in_ms
+    if not ref.start_ms <= opens[0] or not opens[-1] < ref.end_ms:
+        return None
+    step = tf.duration_ms
+    if any((t - tf.origin_ms) % step for t in opens) or closes != [t + step - 1 for t in opens]:
+        return None
+    if not all(map(lt, opens, islice(opens, 1, None))):
+        return None
+    typed = list(zip(opens, *cols[1:6], closes, cols[7], trades, *cols[9:], strict=True))
+    try:
+        return parse_kline_columns(typed, precision), unit
+    except BadValue:
+        return None
+
+
+def _in_ms(
+    opens: list[int], closes: list[int]
+) -> tuple[tuple[list[int], list[int]], TimeUnit] | None:
+    """Open and close times in ms and the file's unit; None for mixed or odd µs times."""
+    if opens[0] < MICROS_FROM:
+        if any(t >= MICROS_FROM for t in opens) or any(c >= MICROS_FROM for c in closes):
+            return None
+        return (opens, closes), "ms"
+    if any(t < MICROS_FROM or t % 1000 for t in opens) or any(c % 1000 != 999 for c in closes):
+        return None
+    return ([t // 1000 for t in opens], [c // 1000 for c in closes]), "us"
+
+
+def _digits(values: tuple[str, ...]) -> list[int] | None:
+    joined = ",".join(values)
+    if "" in values or not (joined.isascii() and joined.replace(",", "").isdigit()):
+        return None
+    return [int(v) for v in values]
 
 
 def _csv_text(data: bytes, ref: ArchiveRef) -> str:
