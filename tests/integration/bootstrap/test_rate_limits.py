@@ -28,24 +28,9 @@ from candlevault.simulator.server import SimServer
 from candlevault.simulator.world import SimConfig, SimWorld
 from tests.integration.bootstrap.test_bootstrap import LISTED_MS, store_at, truth
 from tests.integration.exchanges.venues import START_MS
+from tests.support.fake_wall import FakeWall
 
 V = Venue.BINANCE
-
-
-class FakeWall:
-    """Wall time in seconds that moves only when something sleeps on it."""
-
-    def __init__(self, t: float = 1_705_276_815.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def ms(self) -> float:
-        return self.t * 1000
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from candlevault.simulator.instruments import listing
 from candlevault.simulator.market import VenueMarket
 from candlevault.simulator.server import SimServer
 from candlevault.simulator.world import SimConfig, SimWorld
+from tests.support.fake_wall import FakeWall
 
 START = parse_time_ms("2021-07-06T10:17:23.456Z")  # mid-minute: a candle is forming
 MINUTE = 60_000
@@ -46,24 +47,6 @@ SOL_FIRST = parse_time_ms("2021-06-17T17:43Z")  # SOLUSDT's first trade, overrid
 VENUES = [Venue.BYBIT_SPOT, Venue.BYBIT_LINEAR]
 KLINE = "/v5/market/kline"
 INSTRUMENTS = "/v5/market/instruments-info"
-
-
-class FakeWall:
-    """Wall time in seconds that moves only when something sleeps on it."""
-
-    def __init__(self, t: float = 1_625_566_643.0) -> None:
-        self.t = t
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    def ms(self) -> float:
-        return self.t * 1000
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.t += seconds
 
 
 @dataclass

@@ -23,19 +23,10 @@ from candlevault.domain.times import parse_time_ms
 from candlevault.simulator.binance_rest import ENDPOINTS
 from candlevault.simulator.world import SimConfig, SimWorld
 from tests.integration.simulator.support import app_for
+from tests.support.fake_wall import FakeWall
 
 BINANCE_START_MS = parse_time_ms("2024-01-15T12:34:56.789Z")  # mid-minute: a candle forms
 BINANCE_WALL_S = 1_705_276_815.0  # 15 s into a wall-clock minute
-
-
-class FakeWall:
-    """A wall clock (epoch seconds) that moves only when told to."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @dataclass(frozen=True)

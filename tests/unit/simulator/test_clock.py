@@ -11,22 +11,13 @@ from hypothesis import strategies as st
 
 from candlevault.domain.errors import BadRequest, BadValue
 from candlevault.simulator.clock import ClockState, SimClock
+from tests.support.fake_wall import FakeWall
 
 START = 1_705_276_800_000  # 2024-01-15T00:00:00Z
 
 
-class FakeWall:
-    """A wall clock in seconds that moves only when told to."""
-
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_sim_time_runs_at_speed_from_the_start() -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, speed=60, wall=wall)
     assert clock.now_ms() == START
     wall.t += 1.5
@@ -34,7 +25,7 @@ def test_sim_time_runs_at_speed_from_the_start() -> None:
 
 
 def test_pause_freezes_time_and_resume_continues_without_a_jump() -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, speed=2, wall=wall)
     wall.t += 1
     clock.pause()
@@ -48,7 +39,7 @@ def test_pause_freezes_time_and_resume_continues_without_a_jump() -> None:
 
 
 def test_pause_and_resume_twice_change_nothing() -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, wall=wall)
     clock.resume()
     wall.t += 1
@@ -62,7 +53,7 @@ def test_pause_and_resume_twice_change_nothing() -> None:
 
 
 def test_step_advances_time_paused_or_running() -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, wall=wall)
     clock.step(60_000)
     assert clock.now_ms() == START + 60_000
@@ -73,7 +64,7 @@ def test_step_advances_time_paused_or_running() -> None:
 
 
 def test_set_jumps_either_way_and_keeps_the_pause() -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, wall=wall)
     wall.t += 10
     clock.set(START - 5)
@@ -88,7 +79,7 @@ def test_set_jumps_either_way_and_keeps_the_pause() -> None:
 
 
 def test_set_speed_reanchors_so_that_time_does_not_jump() -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, speed=1, wall=wall)
     wall.t += 10
     clock.set_speed(100)
@@ -99,7 +90,7 @@ def test_set_speed_reanchors_so_that_time_does_not_jump() -> None:
 
 
 def test_state_reports_time_speed_and_pause_as_json() -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, speed=3, wall=wall)
     clock.pause()
     state = clock.state()
@@ -114,22 +105,22 @@ def test_state_reports_time_speed_and_pause_as_json() -> None:
 @pytest.mark.parametrize("speed", [0, -1, math.inf, math.nan, True, "2"])
 def test_a_speed_must_be_a_finite_positive_number(speed: object) -> None:
     with pytest.raises(BadValue, match="speed"):
-        SimClock(START, speed=speed, wall=FakeWall())  # type: ignore[arg-type]
-    clock = SimClock(START, wall=FakeWall())
+        SimClock(START, speed=speed, wall=FakeWall(1000.0))  # type: ignore[arg-type]
+    clock = SimClock(START, wall=FakeWall(1000.0))
     with pytest.raises(BadValue, match="speed"):
         clock.set_speed(speed)  # type: ignore[arg-type]
     assert clock.speed == 1.0
 
 
 def test_steps_only_go_forward() -> None:
-    clock = SimClock(START, wall=FakeWall())
+    clock = SimClock(START, wall=FakeWall(1000.0))
     with pytest.raises(BadValue, match="ms"):
         clock.step(-1)
     assert clock.now_ms() == START
 
 
 def test_apply_performs_each_action_and_returns_the_state() -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, wall=wall)
     assert clock.apply({"action": "pause"}).paused
     wall.t += 50
@@ -145,7 +136,7 @@ def test_apply_performs_each_action_and_returns_the_state() -> None:
     "time", ["2024-01-15T00:00:00Z", "2024-01-15", "2024-01-15T01:00:00+01:00", str(START), START]
 )
 def test_set_accepts_iso_times_and_epoch_ms(time: object) -> None:
-    clock = SimClock(0, wall=FakeWall())
+    clock = SimClock(0, wall=FakeWall(1000.0))
     clock.pause()
     assert clock.apply({"action": "set", "time": time}).time_ms == START
 
@@ -173,7 +164,7 @@ def test_set_accepts_iso_times_and_epoch_ms(time: object) -> None:
     ],
 )
 def test_apply_rejects_a_bad_body_naming_the_field(body: dict[str, object], named: str) -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, wall=wall)
     with pytest.raises(BadRequest, match=named):
         clock.apply(body)
@@ -183,7 +174,7 @@ def test_apply_rejects_a_bad_body_naming_the_field(body: dict[str, object], name
 @pytest.mark.parametrize("body", [None, [], "pause"])
 def test_apply_rejects_a_body_that_is_not_an_object(body: object) -> None:
     with pytest.raises(BadRequest, match="JSON object"):
-        SimClock(START, wall=FakeWall()).apply(body)
+        SimClock(START, wall=FakeWall(1000.0)).apply(body)
 
 
 operations = st.lists(
@@ -202,7 +193,7 @@ operations = st.lists(
 def test_sim_time_never_runs_backwards_without_set(
     ops: list[tuple[str, float | None]], speed: float
 ) -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, speed=speed, wall=wall)
     last = clock.now_ms()
     for op, arg in ops:
@@ -229,7 +220,7 @@ def test_sim_time_never_runs_backwards_without_set(
 
 @given(st.lists(st.tuples(st.floats(0, 3600), st.integers(0, 10**7)), max_size=20))
 def test_a_paused_clock_moves_by_its_steps_alone(moves: list[tuple[float, int]]) -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, speed=500, wall=wall)
     clock.pause()
     for wall_s, step_ms in moves:
@@ -240,7 +231,7 @@ def test_a_paused_clock_moves_by_its_steps_alone(moves: list[tuple[float, int]])
 
 @given(st.floats(0, 10**6), st.floats(0.001, 10**4))
 def test_running_time_is_elapsed_wall_time_times_speed(elapsed_s: float, speed: float) -> None:
-    wall = FakeWall()
+    wall = FakeWall(1000.0)
     clock = SimClock(START, speed=speed, wall=wall)
     wall.t += elapsed_s
     assert abs(clock.now_ms() - (START + elapsed_s * 1000 * speed)) <= 1

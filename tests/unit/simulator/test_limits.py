@@ -10,19 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from candlevault.simulator.limits import BinanceLimiter, BybitLimiter
+from tests.support.fake_wall import FakeWall
 
 IP = "127.0.0.1"
 OTHER = "127.0.0.2"
-
-
-class FakeWall:
-    """A wall clock in epoch seconds that moves only when told to."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 MINUTE_START = 1_705_276_800.0  # 2024-01-15T00:00:00Z, the start of a wall-clock minute
