@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -26,7 +25,7 @@ import aiohttp
 import orjson
 
 from candlevault.domain.errors import Banned, ExchangeRejected, ExchangeUnavailable, RateLimited
-from candlevault.exchanges.ratelimit import RateLimiter
+from candlevault.exchanges.ratelimit import RateLimiter, epoch_ms
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -60,7 +59,7 @@ class VenueHttp:
     timeout: aiohttp.ClientTimeout = field(
         default_factory=lambda: aiohttp.ClientTimeout(total=30, sock_connect=10)
     )
-    wall_ms: Callable[[], int] = field(default_factory=lambda: _wall_ms)
+    wall_ms: Callable[[], float] = epoch_ms  # bans are wall time, read as the limiter does
 
     async def get(self, path: str, params: Mapping[str, str | int], weight: int) -> bytes:
         """Return the body of a 200 reply to GET `path`; raise the domain error else."""
@@ -105,7 +104,7 @@ class VenueHttp:
             return f"429, paused {wait:.1f} s", False
         if status == 418 or (status == 403 and b"too frequent" in body.lower()):
             wait = retry_after if retry_after is not None else self.ban_s
-            self.limiter.ban(self.wall_ms() + round(wait * 1000))
+            self.limiter.ban(self.wall_ms() + wait * 1000)
             raise Banned(f"{self.venue_name}: {status} {_text(body)}", retry_after=wait)
         if status >= 500:
             return f"{status} {_text(body)}", True
@@ -132,7 +131,3 @@ def _text(body: bytes) -> str:
         if msg is not None:
             return f"{msg} (code {code})"
     return body[:200].decode(errors="replace")
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -92,12 +92,8 @@ class SqliteStore:
         """Insert or replace candles by open time, chunk by chunk, in one transaction."""
         if len(candles) == 0:
             return UpsertResult()
-        key = (venue.value, symbol, tf.code)
-
-        def write(c: sqlite3.Connection, changes: list[ChunkChange]) -> UpsertResult:
-            return sql.upsert(c, key, split_by_chunk(tf, candles), changes)
-
-        return await self._commit(write)
+        (result,) = await self.write(venue, symbol, [(tf, candles)])
+        return result
 
     async def write(
         self,

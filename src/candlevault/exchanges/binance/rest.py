@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from candlevault.domain.candles import Candle, parse_kline_row
+from candlevault.domain.candles import Candle
 from candlevault.domain.clock import Clock
+from candlevault.domain.columns import CandleColumns
 from candlevault.domain.decimals import BINANCE_SPOT, Precision
 from candlevault.domain.errors import BadValue
 from candlevault.domain.kline_columns import parse_kline_columns
@@ -33,7 +34,7 @@ from candlevault.exchanges.binance.schemas import (
 )
 from candlevault.exchanges.http import VenueHttp
 from candlevault.exchanges.ports import KlineReply, SymbolInfo
-from candlevault.exchanges.validate import MalformedReply, check_columns, check_klines, decoded
+from candlevault.exchanges.validate import MalformedReply, check_columns, decoded
 from candlevault.exchanges.weights import request_weight, usdm_klines_limit
 
 MINUTE_MS = 60_000
@@ -88,23 +89,16 @@ class BinanceRest:
         limit = min(self.max_klines, max(1, (end_ms - start_ms) // MINUTE_MS + 1))
         end_ms = min(end_ms, start_ms + (limit - 1) * MINUTE_MS)  # what one reply can hold
         rows = await self._rows(symbol, start_ms, end_ms, limit)
-        try:
-            columns = parse_kline_columns(rows, precision)
-        except BadValue as e:
-            raise MalformedReply(f"kline row: {e}") from e
-        closed, forming = check_columns(
-            columns, start_ms=start_ms, end_ms=end_ms, now_ms=self._now()
-        )
+        closed, forming = self._checked(rows, precision, start_ms, end_ms)
         return KlineReply(start_ms, end_ms, closed, forming)
 
     async def inception_ms(self, info: SymbolInfo) -> int | None:
         """Return the open time of the symbol's first 1m kline (`startTime=0`)."""
         rows = await self._rows(info.symbol, 0, None, 1)
-        candles = _candles(rows, info.precision)
-        if not candles:
-            return None
-        check_klines(candles, start_ms=0, end_ms=candles[0].open_time_ms, now_ms=self._now())
-        return candles[0].open_time_ms
+        closed, forming = self._checked(rows, info.precision, 0, rows[0][0] if rows else 0)
+        if len(closed):
+            return closed.open_time_ms[0]
+        return None if forming is None else forming.open_time_ms  # listed this minute
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -128,6 +122,16 @@ class BinanceRest:
     def _weight(self, endpoint: str) -> int:
         return request_weight(self.venue, f"{self._prefix}/{endpoint}")
 
+    def _checked(
+        self, rows: list[KlineRow], precision: Precision, start_ms: int, end_ms: int
+    ) -> tuple[CandleColumns, Candle | None]:
+        """Parse rows to columns and validate them for [start_ms, end_ms]."""
+        try:
+            columns = parse_kline_columns(rows, precision)
+        except BadValue as e:
+            raise MalformedReply(f"kline row: {e}") from e
+        return check_columns(columns, start_ms=start_ms, end_ms=end_ms, now_ms=self._now())
+
     def _now(self) -> int:
         return self._clock.now_ms()
 
@@ -146,10 +150,3 @@ class BinanceRest:
             precision = Precision(price, qty, price + qty)
         listed = entry.onboard_date if self.venue is Venue.BINANCE_USDM else None
         return SymbolInfo(entry.symbol, precision, entry.status == "TRADING", listed)
-
-
-def _candles(rows: list[KlineRow], precision: Precision) -> list[Candle]:
-    try:
-        return [parse_kline_row(row, precision) for row in rows]
-    except BadValue as e:
-        raise MalformedReply(f"kline row: {e}") from e
