@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     bootstrap_since: int | None = None
     admin_token: SecretStr | None = None
 
+    redis_prefix: str = "cv:"
+    hot_retention: str = ""  # overrides such as "1m=48h,1d=2y" (cache.retention)
+    forming_ttl_s: float = 3.0  # how long a fetched open candle serves before a refresh
+    gap_monitor_s: float = 300.0  # how often serve repairs the tracked symbols' gaps
+    gap_settle_s: float = 120.0  # minutes this recent are left to the read path's refreshes
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """Keep passwords in the Redis and MongoDB URLs out of logs and tracebacks."""
         for name, value in super().__repr_args__():
@@ -164,6 +170,24 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("hot_retention")
+    @classmethod
+    def _check_retention(cls, value: str) -> str:
+        from candlevault.cache.retention import parse_retention
+
+        try:
+            parse_retention(value)
+        except CandlevaultError as e:
+            raise _invalid(e) from e
+        return value
+
+    @field_validator("forming_ttl_s", "gap_monitor_s", "gap_settle_s")
+    @classmethod
+    def _check_seconds(cls, value: float) -> float:
+        if not value > 0:
+            raise _invalid(BadValue("seconds", value, "expected a positive number"))
+        return value
 
     @field_validator("default_venue", mode="before")
     @classmethod

@@ -159,3 +159,28 @@ def _sum_optional(values: list[int | None]) -> int | None:
             return None
         total += value
     return total
+
+
+def forming_candle(
+    stored: Candle | None,
+    minute: Candle | None,
+    target: Timeframe,
+    *,
+    inception_ms: int | None = None,
+    complete: bool = False,
+) -> Candle | None:
+    """Return the open `target` candle: its bucket's stored part (derived from the closed
+    minutes so far; ignored if it is another bucket's) folded with the forming minute.
+
+    The same rule as a closed bucket's, so the open candle becomes the closed one
+    without a jump; `complete` is the caller's knowledge (the ledger's) that every minute
+    of the bucket before the forming one is present or a known outage."""
+    anchor = minute if minute is not None else stored
+    if anchor is None:
+        return None
+    bucket = target.bucket_open(anchor.open_time_ms, inception_ms)
+    group = [c for c in (stored, minute) if c is not None and c.open_time_ms >= bucket]
+    if not group:
+        return None
+    close_ms = target.close_time(bucket, inception_ms)
+    return _combine(group, bucket, close_ms, closed=False, complete=complete)

@@ -7,19 +7,20 @@ them takes (the planner's count: windows of up to a request's candles, placed gr
 bridging present minutes between nearby gaps). Filling is the bootstrap run itself: it
 plans from the same ledger, so it fetches exactly what `scan` reports.
 
-`monitor` runs the fill every `every_s` for the symbols given: what an outage of
-candlevault itself left behind after a restart is repaired without anyone asking.
+`monitor` runs the fill every `every_s` for the symbols given (`serve` runs it for the
+tracked ones): what an outage of candlevault itself left behind after a restart is
+repaired without anyone asking.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
-from candlevault.bootstrap.runner import Bootstrap
+from candlevault.bootstrap.runner import Bootstrap, Progress
 from candlevault.domain.coverage import Coverage, closed_until, plan
 from candlevault.domain.errors import CandlevaultError
 from candlevault.domain.spans import SpanSet
@@ -72,16 +73,28 @@ def scan(
     )
 
 
-async def monitor(runner: Bootstrap, symbols: Sequence[str], *, every_s: float = 60.0) -> None:
-    """Fill the symbols' gaps every `every_s` until cancelled; an error is logged and
-    the next round tries again (a venue down now may be up in a minute)."""
+async def monitor(
+    runner: Bootstrap,
+    symbols: Callable[[], Sequence[str]],
+    *,
+    every_s: float = 60.0,
+    since_ms: int | None = None,
+    settle_ms: int = 0,
+    on_fill: Callable[[Progress], None] | None = None,
+) -> None:
+    """Fill the gaps of `symbols()` (asked each round: the tracked set changes) every
+    `every_s` until cancelled, leaving the minutes closed less than `settle_ms` ago to
+    whoever brings them anyway; an error is logged and the next round tries again (a
+    venue down now may be up in a minute)."""
     while True:
-        for symbol in symbols:
+        for symbol in symbols():
             try:
-                done = await runner.run(symbol)
+                done = await runner.run(symbol, since_ms=since_ms, settle_ms=settle_ms)
             except CandlevaultError as e:
                 log.warning("gap fill of %s %s failed: %s", runner.client.venue, symbol, e)
                 continue
+            if on_fill is not None:
+                on_fill(done)
             if done.candles or done.empty_minutes:
                 log.info(
                     "gap fill of %s %s: %d candles, %d minutes confirmed empty",

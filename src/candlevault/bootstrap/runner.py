@@ -120,6 +120,7 @@ class Bootstrap:
         archives: BinanceArchiveClient | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        symbols: Callable[[], Awaitable[dict[str, SymbolInfo]]] | None = None,
     ) -> None:
         self.client = client
         self.ingestor = ingestor
@@ -131,11 +132,21 @@ class Bootstrap:
         self.on_progress = on_progress
         self._monotonic = monotonic
         self._symbols: dict[str, SymbolInfo] | None = None
+        self._hooks: dict[int, Callable[[Progress], None]] = {}
+        self._list_symbols = symbols  # a shared, refreshed catalog (serve); else asked once
 
-    async def run(self, symbol: str, *, since_ms: int | None = None) -> Progress:
-        """Fetch every missing minute of `symbol` from its inception (or `since_ms`)."""
-        venue = self.client.venue
-        progress = Progress(venue.value, symbol, started_s=self._monotonic())
+    async def run(
+        self,
+        symbol: str,
+        *,
+        since_ms: int | None = None,
+        settle_ms: int = 0,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> Progress:
+        """Fetch every missing minute of `symbol` from its inception (or `since_ms`) to
+        the last minute closed `settle_ms` ago (a serving process leaves the newest
+        minutes to the read path's refreshes, which bring them anyway)."""
+        progress = self._start(symbol, on_progress)
         info = await self._info(symbol)
         inception = await self._inception(info)
         if inception is None:  # listed but never traded: nothing to fetch yet
@@ -143,14 +154,44 @@ class Bootstrap:
         now = self.clock.now_ms()
         start = max(inception, since_ms or inception)
         start += -start % MINUTE_MS
-        window = (start, max(start, closed_until(now)))
-        if self.archives is not None and venue in (Venue.BINANCE, Venue.BINANCE_USDM):
+        window = (start, max(start, closed_until(now - settle_ms)))
+        if self.archives is not None and self.client.venue in (Venue.BINANCE, Venue.BINANCE_USDM):
             await self._from_archives(info, window, inception, progress)
-        coverage = await self.ingestor.coverage(venue, symbol)
+        coverage = await self.ingestor.coverage(self.client.venue, symbol)
+        return await self._run_plan(info, coverage, window, progress)
+
+    async def fill(
+        self,
+        symbol: str,
+        window: Span,
+        *,
+        fresh: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> Progress:
+        """Fetch the minutes of `window` the ledger says are missing (`fresh`: every
+        minute of it again, to correct what is held): the read path's cold fetch."""
+        progress = self._start(symbol, on_progress)
+        info = await self._info(symbol)
+        inception = await self._inception(info)
+        if inception is None:
+            return self._finish(progress)
+        coverage = await self.ingestor.coverage(self.client.venue, symbol)
+        if fresh:
+            coverage = Coverage(inception_ms=inception)
+        return await self._run_plan(info, coverage, window, progress)
+
+    async def inception(self, symbol: str) -> int | None:
+        """Return the symbol's first minute: from the ledger, else asked once and recorded
+        (NotFound if the venue does not list it)."""
+        return await self._inception(await self._info(symbol))
+
+    async def _run_plan(
+        self, info: SymbolInfo, coverage: Coverage, window: Span, progress: Progress
+    ) -> Progress:
         windows = plan(
             coverage,
             window,
-            now,
+            self.clock.now_ms(),
             max_candles_per_request=self.client.max_klines,
             request_cost=self.client.request_weight,
             backoff=self.backoff,
@@ -164,6 +205,12 @@ class Bootstrap:
             self._finish(progress)
             raise
         return self._finish(progress)
+
+    def _start(self, symbol: str, hook: Callable[[Progress], None] | None) -> Progress:
+        progress = Progress(self.client.venue.value, symbol, started_s=self._monotonic())
+        if hook is not None:
+            self._hooks[id(progress)] = hook
+        return progress
 
     async def _from_archives(
         self, info: SymbolInfo, window: tuple[int, int], inception: int, progress: Progress
@@ -286,9 +333,13 @@ class Bootstrap:
         await self.ingestor.update_coverage(self.client.venue, symbol, lambda c: _advanced(c, mark))
 
     async def _info(self, symbol: str) -> SymbolInfo:
-        if self._symbols is None:
-            self._symbols = await self.client.symbols()
-        info = self._symbols.get(symbol)
+        if self._list_symbols is not None:
+            listed = await self._list_symbols()
+        else:
+            if self._symbols is None:
+                self._symbols = await self.client.symbols()
+            listed = self._symbols
+        info = listed.get(symbol)
         if info is None:
             raise NotFound(f"{self.client.venue.value} does not list {symbol}")
         return info
@@ -313,12 +364,16 @@ class Bootstrap:
     def _finish(self, progress: Progress) -> Progress:
         progress.finished = True
         self._report(progress)
+        self._hooks.pop(id(progress), None)
         return progress
 
     def _report(self, progress: Progress) -> None:
         progress.elapsed_s = self._monotonic() - progress.started_s
         if self.on_progress is not None:
             self.on_progress(progress)
+        hook = self._hooks.get(id(progress))
+        if hook is not None:
+            hook(progress)
 
 
 async def _retried(ask: Callable[[], Awaitable[T]], attempts: int = 3) -> T:

@@ -12,7 +12,7 @@ from candlevault.config import Settings
 from candlevault.domain.clock import AnchoredClock
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.binance.rest import BinanceRest
-from candlevault.exchanges.bybit.rest import bybit_client
+from candlevault.exchanges.bybit.rest import BybitRest, bybit_client
 from candlevault.exchanges.clock import sim_clock, venue_clock
 from candlevault.exchanges.http import VenueHttp
 from candlevault.exchanges.ports import ExchangeClient
@@ -47,9 +47,16 @@ class ClientStacks:
         self.settings = settings
         self.session = session
         self._bybit: RollingLimiter | None = None
+        self.clients: dict[Venue, BinanceRest | BybitRest] = {}
 
     def client(self, venue: Venue, clock: AnchoredClock) -> ExchangeClient:
-        """Build `venue`'s client: its limiter, its HTTP, its REST client."""
+        """Return `venue`'s client, built on first use: its limiter, HTTP and REST client."""
+        found = self.clients.get(venue)
+        if found is None:
+            found = self.clients[venue] = self._build(venue, clock)
+        return found
+
+    def _build(self, venue: Venue, clock: AnchoredClock) -> BinanceRest | BybitRest:
         settings = self.settings
         if venue in (Venue.BINANCE, Venue.BINANCE_USDM):
             spot = venue is Venue.BINANCE
@@ -70,5 +77,5 @@ async def exchange_clock(
     """The exchange's clock: the simulator's when `clock_url` is set, else the venue's."""
     if settings.clock_url:
         return await sim_clock(session, settings.clock_url)
-    probe = ClientStacks(settings, session).client(venue, AnchoredClock(0, 0.0, lambda: 0.0))
+    probe = ClientStacks(settings, session)._build(venue, AnchoredClock(0, 0.0, lambda: 0.0))
     return await venue_clock(probe)

@@ -21,6 +21,7 @@ from candlevault.cli.bootstrap import bootstrap
 from candlevault.cli.console import stdout
 from candlevault.cli.gaps import gaps
 from candlevault.cli.imports import import_archives
+from candlevault.cli.serve import serve
 from candlevault.cli.sim import sim
 from candlevault.domain.errors import CandlevaultError
 from candlevault.domain.timeframes import (
@@ -114,6 +115,7 @@ def show_timeframes(
     stdout().print(table)
 
 
+app.command("serve")(serve)
 app.command("sim")(sim)
 app.command("bootstrap")(bootstrap)
 app.add_typer(gaps, name="gaps")

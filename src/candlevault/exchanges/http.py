@@ -46,6 +46,21 @@ class Retry:
 
 
 @dataclass
+class HttpCounts:
+    """Every request sent to a venue (retries included), for metrics: how many and
+    their weight per path, and the replies per HTTP status (429s and 418s among them)."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    weight: dict[str, int] = field(default_factory=dict)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def sent(self, path: str, weight: int) -> None:
+        """Count one request of `weight` to `path`."""
+        self.requests[path] = self.requests.get(path, 0) + 1
+        self.weight[path] = self.weight.get(path, 0) + weight
+
+
+@dataclass
 class VenueHttp:
     """GETs against one venue's base URL, limited by `limiter`."""
 
@@ -60,6 +75,7 @@ class VenueHttp:
         default_factory=lambda: aiohttp.ClientTimeout(total=30, sock_connect=10)
     )
     wall_ms: Callable[[], float] = epoch_ms  # bans are wall time, read as the limiter does
+    counts: HttpCounts = field(default_factory=lambda: HttpCounts())
 
     async def get(self, path: str, params: Mapping[str, str | int], weight: int) -> bytes:
         """Return the body of a 200 reply to GET `path`; raise the domain error else."""
@@ -69,6 +85,7 @@ class VenueHttp:
         for attempt in range(self.retry.attempts):
             back_off = True
             async with self.limiter.sending(weight) as permit:
+                self.counts.sent(path, weight)
                 try:
                     async with self.session.get(url, params=query, timeout=self.timeout) as reply:
                         body = await reply.read()
@@ -77,6 +94,7 @@ class VenueHttp:
                     failure = f"{type(e).__name__}: {e}"
                 else:
                     self.limiter.observe(self._used_weight(headers), permit)
+                    self.counts.statuses[status] = self.counts.statuses.get(status, 0) + 1
                     if status == 200:
                         return body
                     failure, back_off = self._refused(status, headers, body, attempt)

@@ -21,6 +21,11 @@ phase and one write keep a bulk batch to a few thread hops, not two per level.
 Ingests of one (venue, symbol) are serialised (an asyncio lock per series): two
 overlapping ones would each derive from what the other had not yet written and the
 second ledger would drop the first one's minutes. Different symbols run side by side.
+
+The ingestor is the only writer of its store's ledgers (the data dir's writer lock),
+so it keeps each ledger it has read or written in memory: the read path asks the
+ledger what is missing on every request, and a store read and JSON decode per request
+would cost more than the whole hot read.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Ingestor:
         self.store = store
         self._listeners = tuple(listeners)
         self._locks: dict[tuple[Venue, str], asyncio.Lock] = {}
+        self._ledgers: dict[tuple[Venue, str], Coverage] = {}
 
     async def ingest(
         self,
@@ -100,8 +106,24 @@ class Ingestor:
 
     async def coverage(self, venue: Venue, symbol: str) -> Coverage:
         """Return the series' coverage ledger (empty if none was stored yet)."""
+        known = self._ledgers.get((venue, symbol))
+        if known is not None:
+            return known
         blob = await self.store.load_ledger(venue, symbol)
-        return Coverage() if blob is None else Coverage.from_doc(orjson.loads(blob))
+        found = Coverage() if blob is None else Coverage.from_doc(orjson.loads(blob))
+        return self._ledgers.setdefault((venue, symbol), found)
+
+    def known_coverage(self, venue: Venue, symbol: str) -> Coverage | None:
+        """Return the series' ledger if it is in memory already (no I/O: the hot path)."""
+        return self._ledgers.get((venue, symbol))
+
+    def known_series(self) -> list[tuple[Venue, str]]:
+        """Return the (venue, symbol) pairs whose ledgers are in memory."""
+        return list(self._ledgers)
+
+    def forget_ledgers(self) -> None:
+        """Drop the ledgers held in memory (another process wrote the store)."""
+        self._ledgers.clear()
 
     async def update_coverage(
         self, venue: Venue, symbol: str, change: Callable[[Coverage], Coverage]
@@ -113,6 +135,7 @@ class Ingestor:
             after = change(before)
             if after != before:
                 await self.store.save_ledger(venue, symbol, orjson.dumps(after.to_doc()))
+                self._ledgers[(venue, symbol)] = after
             return after
 
     def _lock(self, venue: Venue, symbol: str) -> asyncio.Lock:
@@ -143,6 +166,7 @@ class Ingestor:
         if len(batch) == 0:
             if ledger is not None:
                 await self.store.save_ledger(venue, symbol, ledger)
+                self._ledgers[(venue, symbol)] = updated
             return IngestReport()
         if ledger is None and await self._holds(venue, symbol, batch):
             return IngestReport({M1.code: UpsertResult(unchanged=len(batch))})
@@ -169,7 +193,13 @@ class Ingestor:
             held[target.code] = derived
             writes.append((target, derived))
 
-        results = await self.store.write(venue, symbol, writes, ledger)
+        try:
+            results = await self.store.write(venue, symbol, writes, ledger)
+        except BaseException:
+            self._ledgers.pop((venue, symbol), None)  # the store says what it holds
+            raise
+        if ledger is not None:
+            self._ledgers[(venue, symbol)] = updated
         report = IngestReport()
         for (tf, rows), result in zip(writes, results, strict=True):
             report.written[tf.code] = result

@@ -70,12 +70,22 @@ class BinanceRest:
         self._on_limits = on_limits
         self._prefix = "/api/v3" if venue is Venue.BINANCE else "/fapi/v1"
 
+    @property
+    def http(self) -> VenueHttp:
+        """The venue's HTTP (its limiter and request counts, for metrics)."""
+        return self._http
+
     async def symbols(self) -> dict[str, SymbolInfo]:
         """Return every listed symbol; hand the venue's weight limit to `on_limits`."""
+        return (await self.exchange_info())[1]
+
+    async def exchange_info(self) -> tuple[bytes, dict[str, SymbolInfo]]:
+        """Return the venue's exchange info as sent (what candlevault's Binance-compatible
+        `exchangeInfo` re-serves) and parsed; hand the weight limit to `on_limits`."""
         body = await self._get("exchangeInfo", {}, self._weight("exchangeInfo"))
         info = decoded(exchange_info_decoder, body, "exchangeInfo")
         self._apply_limits(info)
-        return {entry.symbol: self._symbol(entry) for entry in info.symbols}
+        return body, {entry.symbol: self._symbol(entry) for entry in info.symbols}
 
     async def server_time_ms(self) -> int:
         """Return Binance's clock."""

@@ -91,6 +91,11 @@ class BybitRest:
         self._http = http
         self._clock = clock
 
+    @property
+    def http(self) -> VenueHttp:
+        """The venue's HTTP (its limiter and request counts, for metrics)."""
+        return self._http
+
     async def symbols(self) -> dict[str, SymbolInfo]:
         """Return every listed instrument, following `nextPageCursor` to the last page."""
         found: dict[str, SymbolInfo] = {}

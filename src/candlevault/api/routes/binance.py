@@ -1,0 +1,162 @@
+"""Binance-compatible market data: any Binance client can point at candlevault.
+
+`/api/v3/klines` (spot) and `/fapi/v1/klines` (USD-M) take Binance's parameters, page
+as Binance does (`service.windows`), end with the forming candle when the window reaches
+now, and write rows byte for byte as Binance does (`cache.rows.binance_body`), from
+candlevault's layers: cached candles cost no exchange weight. What clients ask before
+klines is served too: `exchangeInfo` (the venue's own reply, cached, listing the symbols
+candlevault holds), `ping` and `time` (the venue's clock as candlevault tracks it).
+
+Refusals are Binance's: HTTP 400 with `{"code", "msg"}` in its words (-1100 illegal
+characters, -1102 mandatory parameter, -1120 invalid interval, -1121 invalid symbol,
+-1130 invalid value, -1023 start after end; spot-api-docs `errors.md`), so a client's
+own error mapping (ccxt's `BadSymbol`, ...) works unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from candlevault.api.deps import RuntimeDep
+from candlevault.api.schemas import BinanceErrorBody
+from candlevault.cache.rows import binance_body
+from candlevault.domain.errors import CandlevaultError, ExchangeError, NotFound
+from candlevault.domain.timeframes import Timeframe, parse_timeframe, venue_timeframes
+from candlevault.domain.venues import Venue
+from candlevault.service.runtime import Runtime
+
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_SYMBOL = re.compile(r"[A-Z0-9_\-.]{1,50}")
+_UTC = frozenset({"0", "+0", "-0", "00:00", "+00:00", "-00:00", "0:00", "+0:00"})
+JSON = "application/json"
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": BinanceErrorBody},
+    503: {"model": BinanceErrorBody},
+}
+
+
+class BinanceRefusal(Exception):
+    """A request refused the way Binance refuses it."""
+
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+    def response(self) -> Response:
+        """Return Binance's error body."""
+        body = orjson.dumps({"code": self.code, "msg": self.msg})
+        return Response(body, self.status, media_type=JSON)
+
+
+def _illegal(name: str, legal: str) -> BinanceRefusal:
+    msg = f"Illegal characters found in parameter '{name}'; legal range is '{legal}'."
+    return BinanceRefusal(400, -1100, msg)
+
+
+def _mandatory(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if not value:
+        msg = f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+        raise BinanceRefusal(400, -1102, msg)
+    return value
+
+
+def _optional_int(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    if _DIGITS.fullmatch(value) is None:
+        raise _illegal(name, "^[0-9]{1,20}$")
+    return int(value)
+
+
+def _interval(request: Request, venue: Venue) -> Timeframe:
+    text = _mandatory(request, "interval")
+    try:
+        tf = parse_timeframe(text)
+    except CandlevaultError:
+        raise BinanceRefusal(400, -1120, "Invalid interval.") from None
+    if tf not in venue_timeframes(venue) or tf.code != text:
+        raise BinanceRefusal(400, -1120, "Invalid interval.")
+    return tf
+
+
+async def _klines(request: Request, runtime: Runtime, venue: Venue, max_limit: int) -> Response:
+    try:
+        symbol = _mandatory(request, "symbol")
+        if _SYMBOL.fullmatch(symbol) is None:
+            raise _illegal("symbol", r"^[\w\-._&&[^a-z]]{1,50}$")
+        tf = _interval(request, venue)
+        start, end = _optional_int(request, "startTime"), _optional_int(request, "endTime")
+        limit = _optional_int(request, "limit")
+        if limit is None:
+            limit = 500
+        elif not 1 <= limit <= max_limit:
+            raise BinanceRefusal(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        zone = request.query_params.get("timeZone")
+        if zone is not None and zone not in _UTC:
+            raise BinanceRefusal(400, -1130, "Data sent for parameter 'timeZone' is not valid.")
+        if start is not None and end is not None and start > end:
+            raise BinanceRefusal(400, -1023, "Start time is greater than end time.")
+        result = await runtime.candles.read(
+            venue, symbol, tf, start_ms=start, end_ms=end, limit=limit
+        )
+    except BinanceRefusal as e:
+        return e.response()
+    except NotFound:
+        return BinanceRefusal(400, -1121, "Invalid symbol.").response()
+    except ExchangeError:
+        msg = "Internal error; unable to process your request. Please try again."
+        return BinanceRefusal(503, -1001, msg).response()
+    return Response(binance_body(result.rows), media_type=JSON)
+
+
+async def _exchange_info(runtime: Runtime, venue: Venue) -> Response:
+    try:
+        catalog = await runtime.venues.catalog(venue)
+    except ExchangeError:
+        msg = "Internal error; unable to process your request. Please try again."
+        return BinanceRefusal(503, -1001, msg).response()
+    if catalog.raw is None:
+        return BinanceRefusal(503, -1001, "exchange info unavailable").response()
+    held = set(runtime.held_symbols(venue))
+    doc = orjson.loads(catalog.raw)
+    doc["symbols"] = [s for s in doc.get("symbols", []) if s.get("symbol") in held]
+    doc["serverTime"] = runtime.now_ms(venue)
+    return Response(orjson.dumps(doc), media_type=JSON)
+
+
+def _router(prefix: str, venue: Venue, max_limit: int, tag: str) -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=[tag])
+
+    @router.get("/klines", response_class=Response, responses=_ERRORS, summary="Klines (cached)")
+    async def klines(request: Request, runtime: RuntimeDep) -> Response:
+        """Binance's klines: `symbol`, `interval`, `startTime`, `endTime`, `limit`
+        (default 500), rows byte-compatible with Binance's, served from candlevault."""
+        return await _klines(request, runtime, venue, max_limit)
+
+    @router.get("/exchangeInfo", response_class=Response, summary="Exchange info")
+    async def exchange_info(runtime: RuntimeDep) -> Response:
+        """The venue's exchange info, listing the symbols candlevault holds."""
+        return await _exchange_info(runtime, venue)
+
+    @router.get("/ping", summary="Ping")
+    async def ping() -> dict[str, object]:
+        """Binance's connectivity test: `{}`."""
+        return {}
+
+    @router.get("/time", summary="Server time")
+    async def server_time(runtime: RuntimeDep) -> dict[str, int]:
+        """The venue's clock as candlevault tracks it."""
+        return {"serverTime": runtime.now_ms(venue)}
+
+    return router
+
+
+spot = _router("/api/v3", Venue.BINANCE, 1000, "binance-compatible")
+usdm = _router("/fapi/v1", Venue.BINANCE_USDM, 1500, "binance-usdm-compatible")

@@ -1,0 +1,1 @@
+"""The service: the read path over the layers, the venues, tracked symbols, admin jobs."""

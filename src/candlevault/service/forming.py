@@ -1,0 +1,147 @@
+"""The open candle of every timeframe, from one shared exchange request per symbol.
+
+Until the real-time builder serves it from trades, the forming 1m candle comes from the
+venue's own newest kline: one request per symbol, shared by every client and timeframe,
+and made again only when the copy is older than `ttl_ms` or a minute boundary has
+passed since (a new minute is forming). The same request reaches back to the newest
+minute already held (up to 99 minutes: weight 1 on USD-M, 2 on spot, 1 on Bybit), so
+it also brings, and ingests through the one write path, every minute that has closed
+since the previous refresh: a symbol that clients keep reading needs no other kline
+request to stay complete.
+
+A higher timeframe's open candle is its bucket's stored part (derived from the closed
+minutes by the ingestor) folded with the forming minute (`aggregation.forming_candle`).
+
+`FormingSource` is the seam the real-time builder plugs into later: the read path asks
+it for a series' open candle and does not care where it comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+from candlevault.aggregation.candles import forming_candle
+from candlevault.domain.candles import Candle
+from candlevault.domain.coverage import closed_until
+from candlevault.domain.timeframes import M1, Timeframe
+from candlevault.domain.venues import Venue
+from candlevault.exchanges.ports import SymbolInfo
+from candlevault.ingest.writer import Ingestor
+from candlevault.service.venues import Venues
+
+MINUTE_MS = 60_000
+REACH_MINUTES = 99  # a refresh reaches back this far at most: limit < 100 (weight 1 on USD-M)
+RequestHook = Callable[[Venue, str, int], None]  # (venue, symbol, weight) per request
+
+
+class FormingSource(Protocol):
+    """Where the read path gets a series' open candle."""
+
+    async def candle(
+        self, venue: Venue, info: SymbolInfo, tf: Timeframe, now_ms: int, *, refresh: bool
+    ) -> Candle | None:
+        """Return the open candle of `tf` at `now_ms` (None: none, e.g. an outage);
+        `refresh` False: only what is held already (a `cache_only` read)."""
+        ...
+
+
+class _Minute:
+    """The newest forming minute of a symbol and when (exchange time) it was fetched."""
+
+    __slots__ = ("candle", "fetched_ms", "task")
+
+    def __init__(self) -> None:
+        self.candle: Candle | None = None
+        self.fetched_ms = -1
+        self.task: asyncio.Task[None] | None = None
+
+
+class ExchangeForming:
+    """`FormingSource` from the venue's newest kline, refreshed at most every `ttl_ms`."""
+
+    def __init__(
+        self,
+        venues: Venues,
+        ingestor: Ingestor,
+        *,
+        ttl_ms: int = 3000,
+        on_request: RequestHook | None = None,
+    ) -> None:
+        self.venues = venues
+        self.ingestor = ingestor
+        self.ttl_ms = ttl_ms
+        self.on_request = on_request
+        self._minutes: dict[tuple[Venue, str], _Minute] = {}
+        self._folded: dict[tuple[Venue, str, str], tuple[tuple[int, int], Candle | None]] = {}
+        self.refreshes = 0
+
+    async def candle(
+        self, venue: Venue, info: SymbolInfo, tf: Timeframe, now_ms: int, *, refresh: bool
+    ) -> Candle | None:
+        """Return the open candle of `tf` (see the module docstring)."""
+        held = self._minutes.setdefault((venue, info.symbol), _Minute())
+        if refresh and self._stale(held, now_ms):
+            await self._refresh(venue, info, held)
+        minute = held.candle
+        if minute is not None and minute.open_time_ms != closed_until(now_ms):
+            minute = None  # a copy from a minute that has closed since: not forming now
+        if tf is M1:
+            return minute
+        key = (venue, info.symbol, tf.code)
+        folded = self._folded.get(key)
+        if folded is not None and folded[0] == (held.fetched_ms, closed_until(now_ms)):
+            return folded[1]  # nothing was fetched or closed since: the same candle
+        candle = await self._fold(venue, info, tf, minute, now_ms)
+        self._folded[key] = ((held.fetched_ms, closed_until(now_ms)), candle)
+        return candle
+
+    async def _fold(
+        self, venue: Venue, info: SymbolInfo, tf: Timeframe, minute: Candle | None, now_ms: int
+    ) -> Candle | None:
+        coverage = await self.ingestor.coverage(venue, info.symbol)
+        inception = coverage.inception_ms
+        bucket = tf.bucket_open(now_ms, inception)
+        stored = await self.ingestor.store.read(
+            venue, info.symbol, tf, start_ms=bucket, end_ms=bucket
+        )
+        part = stored.candle(0) if len(stored) else None
+        whole = coverage.settled.covers(max(bucket, inception or bucket), closed_until(now_ms))
+        return forming_candle(part, minute, tf, inception_ms=inception, complete=whole)
+
+    def _stale(self, held: _Minute, now_ms: int) -> bool:
+        fetched = held.fetched_ms
+        return fetched < 0 or now_ms - fetched >= self.ttl_ms or closed_until(now_ms) > fetched
+
+    async def _refresh(self, venue: Venue, info: SymbolInfo, held: _Minute) -> None:
+        """One request for the symbol, however many readers wait for it."""
+        if held.task is None or held.task.done():
+            held.task = asyncio.ensure_future(self._fetch(venue, info, held))
+        await asyncio.shield(held.task)
+
+    async def _fetch(self, venue: Venue, info: SymbolInfo, held: _Minute) -> None:
+        link = await self.venues.link(venue)
+        now = link.clock.now_ms()
+        forming = closed_until(now)
+        coverage = await self.ingestor.coverage(venue, info.symbol)
+        newest = coverage.present.last
+        reach = forming - REACH_MINUTES * MINUTE_MS
+        start = max(reach, newest[1] if newest is not None else forming - MINUTE_MS)
+        start = min(start, forming - MINUTE_MS)  # the minute that has just closed, at least
+        reply = await link.client.klines(info.symbol, start, forming, info.precision)
+        self.refreshes += 1
+        if self.on_request is not None:
+            self.on_request(venue, info.symbol, link.client.request_weight)
+        now = link.clock.now_ms()
+        if coverage.inception_ms is not None or len(reply.closed):
+            await self.ingestor.ingest(
+                venue,
+                info.symbol,
+                reply.closed,
+                inception_ms=None,
+                now_ms=now,
+                answered=(reply.start_ms, min(reply.end_ms + MINUTE_MS, closed_until(now))),
+            )
+        held.candle = reply.forming
+        held.fetched_ms = now

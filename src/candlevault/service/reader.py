@@ -1,0 +1,332 @@
+"""The read path: hot → warm → open candle → exchange, each only when the one before
+cannot answer, writing back what had to be fetched.
+
+`CandleService.read` answers one request for a series' candles:
+
+1. The window: Binance's paging rules (`service.windows`) at the exchange clock's now.
+2. The open candle, when the window reaches it, from the `FormingSource`. Asked first:
+   its refresh also ingests the minutes closed since the last one, so the ledger is
+   current before anything is judged missing.
+3. The closed candles: the hot cache if its span holds the window, else the warm store
+   (and the rows go into the hot cache when the window is within its retention).
+4. The coverage ledger says which minutes of the window are neither present nor
+   confirmed empty. `auto` fetches exactly those from the exchange (the planner's
+   fewest requests, through the one write path), `force_fresh` fetches the whole window
+   again and corrects what differs, `cache_only` only reports them.
+
+Every answer says which layers served it, and whether the window is complete: the
+missing and the confirmed-empty (exchange outage) minute spans are listed. Rows are the
+prebuilt bytes of `cache.rows`; the open candle, rendered per refresh, comes last.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+
+import msgspec
+
+from candlevault.bootstrap.runner import Bootstrap, Progress
+from candlevault.cache.ports import HotCache, SeriesKey
+from candlevault.cache.retention import Retention
+from candlevault.cache.rows import render_candle, render_rows
+from candlevault.domain.candles import Candle
+from candlevault.domain.columns import CLOSED, CandleColumns
+from candlevault.domain.coverage import Coverage
+from candlevault.domain.errors import CandlevaultError, ExchangeError
+from candlevault.domain.spans import EMPTY_SPANS, SpanSet
+from candlevault.domain.timeframes import Timeframe
+from candlevault.domain.venues import Venue
+from candlevault.exchanges.ports import SymbolInfo
+from candlevault.ingest.writer import Ingestor
+from candlevault.service.forming import FormingSource
+from candlevault.service.stats import ServiceStats
+from candlevault.service.venues import Venues
+from candlevault.service.windows import ReadWindow, back, resolve
+
+RunnerOf = Callable[[Venue], Awaitable[Bootstrap]]
+MAX_WIDENINGS = 4  # newest reads short of `limit` (outages) look further back this often
+
+
+class Strategy(StrEnum):
+    """How far down the layers a read may go."""
+
+    AUTO = "auto"
+    FORCE_FRESH = "force_fresh"
+    CACHE_ONLY = "cache_only"
+
+
+class ReadResult(msgspec.Struct):
+    """One read's answer: rows (bytes, see `cache.rows`), the open candle's last."""
+
+    venue: Venue
+    symbol: str
+    tf: Timeframe
+    window: ReadWindow
+    rows: list[bytes]
+    forming: bool
+    layers: list[str]
+    missing: SpanSet
+    empty: SpanSet
+    warnings: list[str]
+
+    @property
+    def complete(self) -> bool:
+        """True when every minute of the window is present or confirmed empty."""
+        return not self.missing
+
+
+class CandleService:
+    """Candles of any series, from the cheapest layer that has them."""
+
+    def __init__(
+        self,
+        venues: Venues,
+        ingestor: Ingestor,
+        hot: HotCache,
+        forming: FormingSource,
+        runner_of: RunnerOf,
+        stats: ServiceStats,
+        retention: Retention,
+    ) -> None:
+        self.venues = venues
+        self.ingestor = ingestor
+        self.hot = hot
+        self.forming = forming
+        self.runner_of = runner_of
+        self.stats = stats
+        self.retention = retention
+        self._rendered: dict[tuple[Venue, str, str], tuple[Candle, bytes]] = {}
+
+    async def read(
+        self,
+        venue: Venue,
+        symbol: str,
+        tf: Timeframe,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+        strategy: Strategy = Strategy.AUTO,
+    ) -> ReadResult:
+        """Return the candles of one request (see the module docstring)."""
+        info = await self._info(venue, symbol)
+        link = self.venues.known_link(venue) or await self.venues.link(venue)
+        now = link.clock.now_ms()
+        warnings: list[str] = []
+        coverage = await self._coverage(venue, symbol, strategy, warnings)
+        window = resolve(
+            tf, now, start_ms=start_ms, end_ms=end_ms, limit=limit,
+            inception_ms=coverage.inception_ms,
+        )  # fmt: skip
+        result = ReadResult(
+            venue, symbol, tf, window, [], False, [], EMPTY_SPANS, EMPTY_SPANS, warnings
+        )
+        if window.empty:
+            return result
+        forming_row = None
+        if window.reaches_forming:
+            forming_row = await self._forming(venue, info, tf, now, strategy, result)
+            coverage = self.ingestor.known_coverage(venue, symbol) or coverage
+        last_closed = window.last_closed_ms
+        if last_closed >= window.first_ms:
+            span = window.minutes(coverage.inception_ms)
+            coverage = await self._complete(venue, symbol, span, coverage, now, strategy, result)
+            room = limit - (forming_row is not None)
+            result.rows = await self._closed(info, window, last_closed, room, coverage, now, result)
+            result.missing = coverage.missing(span, now)
+            result.empty = coverage.empty.clip(*span)
+        if forming_row is not None:
+            result.rows.append(forming_row)
+            result.forming = True
+        self.stats.read(tuple(result.layers))
+        return result
+
+    async def preload(self, venue: Venue, symbol: str, tf: Timeframe) -> int:
+        """Load the series' closed candles within its retention from the warm store into
+        the hot cache; return how many."""
+        info = await self._info(venue, symbol)
+        now = (self.venues.known_link(venue) or await self.venues.link(venue)).clock.now_ms()
+        inception = (await self.ingestor.coverage(venue, symbol)).inception_ms
+        first = tf.next_open(max(0, now - self.retention.ms(tf)), inception)
+        last = tf.bucket_open(now, inception) - 1
+        if last < first:
+            return 0
+        key = SeriesKey(venue, symbol, tf)
+        return len(await self._warm(key, info, first, last, 1 << 30, True, now))
+
+    async def _info(self, venue: Venue, symbol: str) -> SymbolInfo:
+        catalog = self.venues.known_catalog(venue)
+        info = None if catalog is None else catalog.symbols.get(symbol)
+        return info if info is not None else await self.venues.info(venue, symbol)
+
+    async def _coverage(
+        self, venue: Venue, symbol: str, strategy: Strategy, warnings: list[str]
+    ) -> Coverage:
+        """The series' ledger; a symbol never seen learns its inception first (3d buckets
+        and the planner need it), unless the read may not touch the exchange."""
+        coverage = self.ingestor.known_coverage(venue, symbol)
+        if coverage is None:
+            coverage = await self.ingestor.coverage(venue, symbol)
+        if coverage.inception_ms is not None or strategy is Strategy.CACHE_ONLY:
+            return coverage
+        try:
+            await (await self.runner_of(venue)).inception(symbol)
+        except ExchangeError as e:
+            warnings.append(f"exchange unavailable: {e}")
+        return await self.ingestor.coverage(venue, symbol)
+
+    async def _forming(
+        self,
+        venue: Venue,
+        info: SymbolInfo,
+        tf: Timeframe,
+        now: int,
+        strategy: Strategy,
+        result: ReadResult,
+    ) -> bytes | None:
+        started = time.perf_counter()
+        try:
+            candle = await self.forming.candle(
+                venue, info, tf, now, refresh=strategy is not Strategy.CACHE_ONLY
+            )
+        except ExchangeError as e:
+            result.warnings.append(f"open candle unavailable: {e}")
+            candle = None
+        if candle is None:
+            self.stats.miss("forming", time.perf_counter() - started)
+            return None
+        key = (venue, info.symbol, tf.code)
+        known = self._rendered.get(key)
+        if known is not None and known[0] is candle:
+            row = known[1]
+        else:
+            row = render_candle(candle, info.precision)
+            self._rendered[key] = (candle, row)
+        self.stats.hit("forming", time.perf_counter() - started)
+        result.layers.append("forming")
+        return row
+
+    async def _complete(
+        self,
+        venue: Venue,
+        symbol: str,
+        span: tuple[int, int],
+        coverage: Coverage,
+        now: int,
+        strategy: Strategy,
+        result: ReadResult,
+    ) -> Coverage:
+        """Fetch what the strategy asks for; return the ledger after it."""
+        fresh = strategy is Strategy.FORCE_FRESH
+        if strategy is Strategy.CACHE_ONLY or (not fresh and not coverage.missing(span, now)):
+            return coverage
+        started = time.perf_counter()
+        try:
+            runner = await self.runner_of(venue)
+            done = await runner.fill(symbol, span, fresh=fresh)
+        except CandlevaultError as e:
+            result.warnings.append(f"exchange unavailable: {e}")
+            self.stats.miss("exchange", time.perf_counter() - started)
+            return await self.ingestor.coverage(venue, symbol)
+        self._count(done, "fresh" if fresh else "fill", now)
+        if done.done_requests:
+            result.layers.append("exchange")
+            self.stats.hit("exchange", time.perf_counter() - started)
+        if fresh:  # corrections reach the hot cache row by row; a re-read is simpler
+            await self.hot.invalidate(venue, symbol)
+        return await self.ingestor.coverage(venue, symbol)
+
+    def _count(self, done: Progress, kind: str, now: int) -> None:
+        if done.done_requests:
+            self.stats.exchange_request(
+                done.venue, done.symbol, kind, done.done_requests, done.weight, now
+            )
+        if done.failed_windows:
+            self.stats.exchange_request(done.venue, done.symbol, kind, 0, 0, now)
+
+    async def _closed(
+        self,
+        info: SymbolInfo,
+        window: ReadWindow,
+        last: int,
+        room: int,
+        coverage: Coverage,
+        now: int,
+        result: ReadResult,
+    ) -> list[bytes]:
+        """The closed rows of [window.first_ms, last], at most `room`, hot or warm."""
+        if room <= 0:
+            return []
+        venue, tf = result.venue, result.tf
+        key = SeriesKey(venue, info.symbol, tf)
+        started = time.perf_counter()
+        hot = await self.hot.read(key, window.first_ms, last, room, newest=window.newest)
+        if hot is not None and (len(hot.rows) == room or not self._short(window, coverage)):
+            self.stats.hit("hot", time.perf_counter() - started)
+            result.layers.append("hot")
+            return hot.rows
+        self.stats.miss("hot", time.perf_counter() - started)
+        started = time.perf_counter()
+        rows = await self._warm(key, info, window.first_ms, last, room, window.newest, now)
+        first = window.first_ms
+        inception = coverage.inception_ms
+        for _ in range(MAX_WIDENINGS):  # an outage inside a newest read: reach further back
+            if not window.newest or len(rows) >= room or not self._short(window, coverage):
+                break
+            if inception is not None and first <= inception:
+                break
+            earlier = back(window.tf, first, room - len(rows), inception)
+            rows = await self._warm(key, info, earlier, first - 1, room, True, now) + rows
+            rows, first = rows[-room:], earlier
+        self.stats.hit("warm", time.perf_counter() - started)
+        result.layers.append("warm")
+        return rows
+
+    @staticmethod
+    def _short(window: ReadWindow, coverage: Coverage) -> bool:
+        """Whether a newest read may hold fewer rows than asked: only when the window
+        has confirmed-empty minutes (an exchange outage) or reaches before inception."""
+        if not window.newest:
+            return False
+        inception = coverage.inception_ms
+        if inception is not None and window.first_ms < inception:
+            return False
+        return bool(coverage.empty.clip(window.first_ms, window.last_ms + 1))
+
+    async def _warm(
+        self,
+        key: SeriesKey,
+        info: SymbolInfo,
+        first: int,
+        last: int,
+        room: int,
+        newest: bool,
+        now: int,
+    ) -> list[bytes]:
+        """Read [first, last] from the warm store, keep it hot if recent, return rows."""
+        venue, symbol, tf = key
+        generation = await self.hot.generation(key)
+        columns = await self.ingestor.store.read(venue, symbol, tf, start_ms=first, end_ms=last)
+        columns = _closed_only(columns)
+        rows = render_rows(columns, info.precision)
+        if first >= now - self.retention.ms(tf):
+            hi = tf.next_open(
+                last, (self.ingestor.known_coverage(venue, symbol) or Coverage()).inception_ms
+            )
+            await self.hot.load(key, first, hi, columns.open_time_ms, rows, generation)
+        if len(rows) > room:
+            rows = rows[-room:] if newest else rows[:room]
+        return rows
+
+
+def _closed_only(columns: CandleColumns) -> CandleColumns:
+    """Drop a bucket that is not over (a derived bucket still filling)."""
+    flags = columns.flags
+    if not flags or flags[-1] & CLOSED:
+        return columns
+    end = len(flags)
+    while end and not flags[end - 1] & CLOSED:
+        end -= 1
+    return columns.slice(0, end)
