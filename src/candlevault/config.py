@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     forming_ttl_s: float = 3.0  # how long a fetched open candle serves before a refresh
     gap_monitor_s: float = 300.0  # how often serve repairs the tracked symbols' gaps
     gap_settle_s: float = 120.0  # minutes this recent are left to the read path's refreshes
+    clock_sync_s: float = 60.0  # how often the exchange clocks' offsets are measured again
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """Keep passwords in the Redis and MongoDB URLs out of logs and tracebacks."""
@@ -182,7 +183,7 @@ class Settings(BaseSettings):
             raise _invalid(e) from e
         return value
 
-    @field_validator("forming_ttl_s", "gap_monitor_s", "gap_settle_s")
+    @field_validator("forming_ttl_s", "gap_monitor_s", "gap_settle_s", "clock_sync_s")
     @classmethod
     def _check_seconds(cls, value: float) -> float:
         if not value > 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import aiohttp
 
 from candlevault.config import Settings
-from candlevault.domain.clock import AnchoredClock
+from candlevault.domain.clock import AnchoredClock, Clock
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.binance.rest import BinanceRest
 from candlevault.exchanges.bybit.rest import BybitRest, bybit_client
@@ -49,14 +49,14 @@ class ClientStacks:
         self._bybit: RollingLimiter | None = None
         self.clients: dict[Venue, BinanceRest | BybitRest] = {}
 
-    def client(self, venue: Venue, clock: AnchoredClock) -> ExchangeClient:
+    def client(self, venue: Venue, clock: Clock) -> ExchangeClient:
         """Return `venue`'s client, built on first use: its limiter, HTTP and REST client."""
         found = self.clients.get(venue)
         if found is None:
             found = self.clients[venue] = self._build(venue, clock)
         return found
 
-    def _build(self, venue: Venue, clock: AnchoredClock) -> BinanceRest | BybitRest:
+    def _build(self, venue: Venue, clock: Clock) -> BinanceRest | BybitRest:
         settings = self.settings
         if venue in (Venue.BINANCE, Venue.BINANCE_USDM):
             spot = venue is Venue.BINANCE

@@ -38,3 +38,17 @@ class AnchoredClock:
         if self.paused:
             return self.anchor_ms
         return self.anchor_ms + math.floor((self.monotonic() - self.anchor_s) * 1000 * self.speed)
+
+
+class LiveClock:
+    """A clock that is re-anchored while it is in use (the offset kept fresh): whoever
+    holds it keeps asking the same object, and `current` is swapped under them."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, current: AnchoredClock) -> None:
+        self.current = current
+
+    def now_ms(self) -> int:
+        """Return the exchange's current time in epoch milliseconds."""
+        return self.current.now_ms()

@@ -22,8 +22,8 @@ Ingests of one (venue, symbol) are serialised (an asyncio lock per series): two
 overlapping ones would each derive from what the other had not yet written and the
 second ledger would drop the first one's minutes. Different symbols run side by side.
 
-The ingestor is the only writer of its store's ledgers (the data dir's writer lock),
-so it keeps each ledger it has read or written in memory: the read path asks the
+The ingestors of a store are its ledgers' only writers (the data dir's writer lock),
+so they keep each ledger read or written in memory, shared per store object: the read path asks the
 ledger what is missing on every request, and a store read and JSON decode per request
 would cost more than the whole hot read.
 """
@@ -31,6 +31,7 @@ would cost more than the whole hot read.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -50,6 +51,10 @@ from candlevault.storage.chunks import ascending, concat, merge
 from candlevault.storage.ports import CandleStore, UpsertResult
 
 Listener = Callable[[Venue, str, Timeframe, CandleColumns], Awaitable[None]]
+_Series = tuple[Venue, str]
+_SHARED: weakref.WeakKeyDictionary[
+    CandleStore, tuple[dict[_Series, asyncio.Lock], dict[_Series, Coverage]]
+] = weakref.WeakKeyDictionary()
 Window = tuple[int, int]  # inclusive open-time bounds of stored source rows to read
 
 
@@ -70,8 +75,13 @@ class Ingestor:
     def __init__(self, store: CandleStore, listeners: Sequence[Listener] = ()) -> None:
         self.store = store
         self._listeners = tuple(listeners)
-        self._locks: dict[tuple[Venue, str], asyncio.Lock] = {}
-        self._ledgers: dict[tuple[Venue, str], Coverage] = {}
+        # Shared by every ingestor of the same store object, so two of them (a CLI
+        # command and its runner, say) never see each other's ledgers stale.
+        shared = _SHARED.get(store)
+        if shared is None:
+            shared = _SHARED[store] = ({}, {})
+        self._locks: dict[tuple[Venue, str], asyncio.Lock] = shared[0]
+        self._ledgers: dict[tuple[Venue, str], Coverage] = shared[1]
 
     async def ingest(
         self,
@@ -155,13 +165,7 @@ class Ingestor:
         if inception_ms is not None and coverage.inception_ms is None:
             coverage = coverage.with_inception(inception_ms)
         inception_ms = coverage.inception_ms
-        opens = batch.open_time_ms
-        got = SpanSet.from_open_times(opens)
-        updated = coverage.with_present(got)
-        if answered is not None:
-            assert now_ms is not None
-            for window in _windows(answered):
-                updated = updated.with_answer(window, got, now_ms)
+        updated = _marked(coverage, batch, answered, now_ms)
         ledger = None if updated == coverage else orjson.dumps(updated.to_doc())
         if len(batch) == 0:
             if ledger is not None:
@@ -171,7 +175,31 @@ class Ingestor:
         if ledger is None and await self._holds(venue, symbol, batch):
             return IngestReport({M1.code: UpsertResult(unchanged=len(batch))})
         outages = [*extra_outages, *updated.empty]
+        writes = await self._derived(venue, symbol, batch, inception_ms, outages, now_ms)
+        try:
+            results = await self.store.write(venue, symbol, writes, ledger)
+        except BaseException:
+            self._ledgers.pop((venue, symbol), None)  # the store says what it holds
+            raise
+        if ledger is not None:
+            self._ledgers[(venue, symbol)] = updated
+        report = IngestReport()
+        for (tf, rows), result in zip(writes, results, strict=True):
+            report.written[tf.code] = result
+            if result.inserted or result.corrected:
+                await self._notify(venue, symbol, tf, rows)
+        return report
 
+    async def _derived(
+        self,
+        venue: Venue,
+        symbol: str,
+        batch: CandleColumns,
+        inception_ms: int | None,
+        outages: Sequence[Outage],
+        now_ms: int | None,
+    ) -> list[tuple[Timeframe, CandleColumns]]:
+        """The batch and every level derived from it, in `DERIVATION` order."""
         levels = [
             (target, source)
             for target, source in DERIVATION
@@ -192,20 +220,7 @@ class Ingestor:
             )
             held[target.code] = derived
             writes.append((target, derived))
-
-        try:
-            results = await self.store.write(venue, symbol, writes, ledger)
-        except BaseException:
-            self._ledgers.pop((venue, symbol), None)  # the store says what it holds
-            raise
-        if ledger is not None:
-            self._ledgers[(venue, symbol)] = updated
-        report = IngestReport()
-        for (tf, rows), result in zip(writes, results, strict=True):
-            report.written[tf.code] = result
-            if result.inserted or result.corrected:
-                await self._notify(venue, symbol, tf, rows)
-        return report
+        return writes
 
     async def _holds(self, venue: Venue, symbol: str, batch: CandleColumns) -> bool:
         """True when the store holds exactly `batch` already (a re-fetch or re-import:
@@ -293,6 +308,23 @@ def _source_rows(
         parts.append(written.slice(taken, len(written)))
     parts = [p for p in parts if len(p)]
     return concat(parts) if parts else empty_columns(written.trades is not None)
+
+
+def _marked(
+    coverage: Coverage,
+    batch: CandleColumns,
+    answered: Span | Sequence[Span] | None,
+    now_ms: int | None,
+) -> Coverage:
+    """The ledger with the batch's minutes present and, for the answered windows, the
+    minutes they did not hold confirmed empty."""
+    got = SpanSet.from_open_times(batch.open_time_ms)
+    updated = coverage.with_present(got)
+    if answered is not None:
+        assert now_ms is not None
+        for window in _windows(answered):
+            updated = updated.with_answer(window, got, now_ms)
+    return updated
 
 
 def _windows(answered: Span | Sequence[Span]) -> list[Span]:

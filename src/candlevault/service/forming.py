@@ -24,7 +24,7 @@ from typing import Protocol
 
 from candlevault.aggregation.candles import forming_candle
 from candlevault.domain.candles import Candle
-from candlevault.domain.coverage import closed_until
+from candlevault.domain.coverage import Coverage, closed_until
 from candlevault.domain.timeframes import M1, Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.ports import SymbolInfo
@@ -74,7 +74,9 @@ class ExchangeForming:
         self.ttl_ms = ttl_ms
         self.on_request = on_request
         self._minutes: dict[tuple[Venue, str], _Minute] = {}
-        self._folded: dict[tuple[Venue, str, str], tuple[tuple[int, int], Candle | None]] = {}
+        self._folded: dict[
+            tuple[Venue, str, str], tuple[tuple[int, int], Coverage, Candle | None]
+        ] = {}
         self.refreshes = 0
 
     async def candle(
@@ -89,18 +91,26 @@ class ExchangeForming:
             minute = None  # a copy from a minute that has closed since: not forming now
         if tf is M1:
             return minute
+        coverage = await self.ingestor.coverage(venue, info.symbol)  # in memory: no I/O
         key = (venue, info.symbol, tf.code)
+        stamp = (held.fetched_ms, closed_until(now_ms))
         folded = self._folded.get(key)
-        if folded is not None and folded[0] == (held.fetched_ms, closed_until(now_ms)):
-            return folded[1]  # nothing was fetched or closed since: the same candle
-        candle = await self._fold(venue, info, tf, minute, now_ms)
-        self._folded[key] = ((held.fetched_ms, closed_until(now_ms)), candle)
+        if folded is not None and folded[0] == stamp and folded[1] is coverage:
+            return folded[2]  # nothing fetched, closed or written since: the same candle
+        candle = await self._fold(venue, info, tf, minute, coverage, now_ms)
+        self._folded[key] = (stamp, coverage, candle)
         return candle
 
     async def _fold(
-        self, venue: Venue, info: SymbolInfo, tf: Timeframe, minute: Candle | None, now_ms: int
+        self,
+        venue: Venue,
+        info: SymbolInfo,
+        tf: Timeframe,
+        minute: Candle | None,
+        coverage: Coverage,
+        now_ms: int,
     ) -> Candle | None:
-        coverage = await self.ingestor.coverage(venue, info.symbol)
+        """The stored part of the forming bucket with the forming minute."""
         inception = coverage.inception_ms
         bucket = tf.bucket_open(now_ms, inception)
         stored = await self.ingestor.store.read(

@@ -36,7 +36,7 @@ from candlevault.domain.columns import CLOSED, CandleColumns
 from candlevault.domain.coverage import Coverage
 from candlevault.domain.errors import CandlevaultError, ExchangeError
 from candlevault.domain.spans import EMPTY_SPANS, SpanSet
-from candlevault.domain.timeframes import Timeframe
+from candlevault.domain.timeframes import M1, Timeframe
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.ports import SymbolInfo
 from candlevault.ingest.writer import Ingestor
@@ -125,18 +125,21 @@ class CandleService:
         )
         if window.empty:
             return result
-        forming_row = None
-        if window.reaches_forming:
-            forming_row = await self._forming(venue, info, tf, now, strategy, result)
+        fetching = strategy is not Strategy.CACHE_ONLY
+        if window.reaches_forming and fetching:  # brings the minutes closed since the last
+            await self._refresh(venue, info, now, result)
             coverage = self.ingestor.known_coverage(venue, symbol) or coverage
+        span = window.minutes(coverage.inception_ms, now)
+        coverage = await self._complete(venue, symbol, span, coverage, now, strategy, result)
+        forming_row = None
+        if window.reaches_forming:  # folded after the fill: its bucket's minutes are stored
+            forming_row = await self._forming(venue, info, tf, now, result)
         last_closed = window.last_closed_ms
         if last_closed >= window.first_ms:
-            span = window.minutes(coverage.inception_ms)
-            coverage = await self._complete(venue, symbol, span, coverage, now, strategy, result)
             room = limit - (forming_row is not None)
             result.rows = await self._closed(info, window, last_closed, room, coverage, now, result)
-            result.missing = coverage.missing(span, now)
-            result.empty = coverage.empty.clip(*span)
+        result.missing = coverage.missing(span, now)
+        result.empty = coverage.empty.clip(*span)
         if forming_row is not None:
             result.rows.append(forming_row)
             result.forming = True
@@ -177,23 +180,19 @@ class CandleService:
             warnings.append(f"exchange unavailable: {e}")
         return await self.ingestor.coverage(venue, symbol)
 
-    async def _forming(
-        self,
-        venue: Venue,
-        info: SymbolInfo,
-        tf: Timeframe,
-        now: int,
-        strategy: Strategy,
-        result: ReadResult,
-    ) -> bytes | None:
-        started = time.perf_counter()
+    async def _refresh(self, venue: Venue, info: SymbolInfo, now: int, result: ReadResult) -> None:
+        """Refresh the symbol's forming minute if it is stale (one shared request)."""
         try:
-            candle = await self.forming.candle(
-                venue, info, tf, now, refresh=strategy is not Strategy.CACHE_ONLY
-            )
+            await self.forming.candle(venue, info, M1, now, refresh=True)
         except ExchangeError as e:
             result.warnings.append(f"open candle unavailable: {e}")
-            candle = None
+
+    async def _forming(
+        self, venue: Venue, info: SymbolInfo, tf: Timeframe, now: int, result: ReadResult
+    ) -> bytes | None:
+        """The open candle of `tf`, rendered (once per candle)."""
+        started = time.perf_counter()
+        candle = await self.forming.candle(venue, info, tf, now, refresh=False)
         if candle is None:
             self.stats.miss("forming", time.perf_counter() - started)
             return None

@@ -113,9 +113,16 @@ class Runtime:
         return cls(settings, session, store, hot)
 
     async def start(self) -> None:
-        """Bring up the tracked symbols' venues, bootstrap what they miss, run the monitor."""
+        """Bring up the tracked symbols' venues, bootstrap what they miss, run the gap
+        monitor, and keep the exchange clocks' offsets fresh."""
         for venue in sorted({i.venue for i in self.tracked.all()}):
             self._tasks.append(asyncio.create_task(self._bring_up(venue)))
+        self._tasks.append(asyncio.create_task(self._resync_clocks()))
+
+    async def _resync_clocks(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.clock_sync_s)
+            await self.venues.resync()
 
     async def aclose(self) -> None:
         """Cancel background work, then close the cache, the store and the session."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from candlevault.domain.clock import AnchoredClock
+from candlevault.domain.clock import AnchoredClock, Clock, LiveClock
 from candlevault.domain.errors import ExchangeUnavailable, NotFound
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.ports import ExchangeClient, SymbolInfo
@@ -31,7 +31,7 @@ from candlevault.exchanges.ports import ExchangeClient, SymbolInfo
 log = logging.getLogger(__name__)
 RETRY_S = 60.0  # how soon an unreachable venue's exchange info is asked for again
 ClockSource = Callable[[Venue], Awaitable[AnchoredClock]]
-ClientSource = Callable[[Venue, AnchoredClock], ExchangeClient]
+ClientSource = Callable[[Venue, Clock], ExchangeClient]
 
 
 class Catalog(msgspec.Struct):
@@ -51,9 +51,10 @@ class _CatalogFile(msgspec.Struct):
 
 
 class VenueLink(msgspec.Struct):
-    """A venue brought up: its exchange clock and its client."""
+    """A venue brought up: its exchange clock (re-anchored by `Venues.resync`) and
+    its client."""
 
-    clock: AnchoredClock
+    clock: LiveClock
     client: ExchangeClient
 
 
@@ -85,6 +86,15 @@ class Venues:
             return found
         return await self._once_link(venue)
 
+    async def resync(self) -> None:
+        """Measure every linked venue's clock again (a drifting local clock, a
+        simulator whose time was moved); a venue that does not answer keeps its own."""
+        for venue, link in list(self._links.items()):
+            try:
+                link.clock.current = await self._clock_of(venue)
+            except ExchangeUnavailable as e:
+                log.warning("%s clock not re-synced: %s", venue.value, e)
+
     def known_link(self, venue: Venue) -> VenueLink | None:
         """Return the venue's link if it was built already (no I/O)."""
         return self._links.get(venue)
@@ -114,7 +124,7 @@ class Venues:
         async with self._lock("link", venue):
             found = self._links.get(venue)
             if found is None:
-                clock = await self._clock_of(venue)
+                clock = LiveClock(await self._clock_of(venue))
                 found = VenueLink(clock, self._client_of(venue, clock))
                 self._links[venue] = found
             return found

@@ -52,10 +52,14 @@ class ReadWindow(NamedTuple):
             else self.forming_ms - self.tf.duration_ms
         )
 
-    def minutes(self, inception_ms: int | None) -> tuple[int, int]:
-        """The 1m span [start, end) its closed buckets are made of."""
-        closed_end = min(self.tf.next_open(self.last_ms, inception_ms), self.forming_ms)
-        return self.first_ms, max(self.first_ms, closed_end)
+    def minutes(self, inception_ms: int | None, now_ms: int) -> tuple[int, int]:
+        """The 1m span [start, end) the window's candles are made of, up to the last
+        closed minute: the open candle's closed minutes are part of it."""
+        if self.reaches_forming:
+            end = now_ms - now_ms % 60_000
+        else:
+            end = min(self.tf.next_open(self.last_ms, inception_ms), self.forming_ms)
+        return self.first_ms, max(self.first_ms, end)
 
 
 def resolve(

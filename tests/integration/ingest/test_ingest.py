@@ -7,7 +7,6 @@ import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 from candlevault.aggregation import aggregate
@@ -209,8 +208,9 @@ async def test_spans_confirmed_empty_in_the_ledger_count_as_outages(store: Sqlit
     kept = minutes[:600] + minutes[660:]  # an hour the exchange had nothing for
     ingest = Ingestor(store)
     dark = (minutes[600].open_time_ms, minutes[660].open_time_ms)
-    coverage = (await ingest.coverage(V, "ETHUSDT")).with_empty(dark, now_ms=dark[1] + 86_400_000)
-    await store.save_ledger(V, "ETHUSDT", orjson.dumps(coverage.to_doc()))
+    await ingest.update_coverage(
+        V, "ETHUSDT", lambda c: c.with_empty(dark, now_ms=dark[1] + 86_400_000)
+    )
     await ingest.ingest(V, "ETHUSDT", columns_from(kept), inception_ms=None)
     (day,) = await _all(store, D1)
     assert day.complete
