@@ -32,6 +32,7 @@ import msgspec
 import orjson
 
 from candlevault.bootstrap.archives import ArchiveReport, import_archives
+from candlevault.bootstrap.folder_import import import_folder
 from candlevault.domain.clock import Clock
 from candlevault.domain.columns import CandleColumns
 from candlevault.domain.coverage import (
@@ -179,6 +180,30 @@ class Bootstrap:
         if fresh:
             coverage = Coverage(inception_ms=inception)
         return await self._run_plan(info, coverage, window, progress)
+
+    async def import_only(
+        self,
+        symbol: str,
+        *,
+        folder: Path | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> Progress:
+        """Import the symbol's archive files, from `folder` or else the archive host
+        (whole past days and months, verified), and fetch nothing else."""
+        progress = self._start(symbol, on_progress)
+        info = await self._info(symbol)
+        if folder is not None:
+            done = await import_folder(
+                folder, self.client.venue, symbol, info.precision, self.ingestor
+            )
+            progress.archive_files, progress.archive_candles = done.verified, done.candles
+            progress.archive_refused = done.refused
+            return self._finish(progress)
+        inception = await self._inception(info)
+        if inception is not None and self.archives is not None:
+            window = (inception, closed_until(self.clock.now_ms()))
+            await self._from_archives(info, window, inception, progress)
+        return self._finish(progress)
 
     async def inception(self, symbol: str) -> int | None:
         """Return the symbol's first minute: from the ledger, else asked once and recorded

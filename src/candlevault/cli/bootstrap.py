@@ -9,8 +9,10 @@ resumes from the coverage ledger.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -23,13 +25,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from candlevault.domain.errors import CandlevaultError
+from candlevault.bootstrap.runner import Progress as Done
+from candlevault.cli.remote import run_jobs, serving_url
+from candlevault.domain.errors import CandlevaultError, StorageError
 from candlevault.domain.symbols import parse_symbol
 from candlevault.domain.times import parse_time_ms
 from candlevault.domain.venues import Venue, parse_venue
 
 if TYPE_CHECKING:
-    from candlevault.bootstrap.runner import Progress as Done
+    from candlevault.config import Settings
 
 USAGE_ERROR = 2
 
@@ -74,6 +78,10 @@ async def _run(venue: Venue, symbols: list[str], since_ms: int | None, concurren
     from candlevault.ingest.writer import Ingestor
 
     settings = load_settings()
+    url = serving_url(settings)
+    if url is not None:  # serve holds the data dir: it does the work
+        await _remote(settings, url, venue, symbols, since_ms)
+        return
     if since_ms is None:
         since_ms = settings.bootstrap_since
     store = await open_store(settings)
@@ -99,6 +107,10 @@ async def _run(venue: Venue, symbols: list[str], since_ms: int | None, concurren
                 results = await asyncio.gather(*(runner.run(s, since_ms=since_ms) for s in symbols))
     finally:
         await store.aclose()
+    _summary(results)
+
+
+def _summary(results: Sequence[Done]) -> None:
     console = Console(stderr=True)
     for done in results:
         console.print(
@@ -106,6 +118,29 @@ async def _run(venue: Venue, symbols: list[str], since_ms: int | None, concurren
             f"requests ({done.weight} weight), {done.empty_minutes:,} minutes confirmed empty, "
             f"{done.failed_windows} windows failed, {done.anomalies} anomalies"
         )
+
+
+async def _remote(
+    settings: Settings, url: str, venue: Venue, symbols: list[str], since_ms: int | None
+) -> None:
+    from candlevault.bootstrap.runner import Progress as Done
+
+    params = {"venue": venue.value} | ({} if since_ms is None else {"since": str(since_ms)})
+    starts = [(f"/api/v1/admin/bootstrap/{s}", params) for s in symbols]
+    Console(stderr=True).print(f"candlevault serve at {url} holds the data dir: sent to it")
+    with _bars() as bars:
+        tasks = {s: bars.add_task(s, total=None, candles=0, weight=0) for s in symbols}
+
+        def show(job: dict[str, Any]) -> None:
+            progress = job.get("progress")
+            if progress is not None and job["symbol"] in tasks:
+                _update(bars, tasks[job["symbol"]], msgspec.convert(progress, Done))
+
+        finals = await run_jobs(settings, url, starts, show)
+    for job in finals:
+        if job["state"] != "done":
+            raise StorageError(f"{job['venue']} {job['symbol']}: {job['state']}: {job['error']}")
+    _summary([msgspec.convert(job["progress"], Done) for job in finals])
 
 
 def _bars() -> Progress:

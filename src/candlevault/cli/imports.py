@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -54,6 +54,7 @@ async def _run(venue: Venue, symbols: list[str], source: Path | None) -> list[st
     from candlevault.bootstrap.archives import import_archives as from_host
     from candlevault.bootstrap.folder_import import import_folder
     from candlevault.bootstrap.wiring import ClientStacks, exchange_clock, open_store
+    from candlevault.cli.remote import folder_param, run_jobs, serving_url
     from candlevault.config import load_settings
     from candlevault.domain.coverage import closed_until
     from candlevault.domain.decimals import BINANCE_SPOT
@@ -62,6 +63,14 @@ async def _run(venue: Venue, symbols: list[str], source: Path | None) -> list[st
     from candlevault.ingest.writer import Ingestor
 
     settings = load_settings()
+    url = serving_url(settings)
+    if url is not None:  # serve holds the data dir: it imports
+        starts = [
+            (f"/api/v1/admin/import/{s}", {"venue": venue.value} | folder_param(source))
+            for s in symbols
+        ]
+        finals = await run_jobs(settings, url, starts, lambda job: None)
+        return [_job_line(job) for job in finals]
     store = await open_store(settings)
     lines = []
     try:
@@ -96,6 +105,17 @@ async def _run(venue: Venue, symbols: list[str], source: Path | None) -> list[st
     finally:
         await store.aclose()
     return lines
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    progress = job.get("progress") or {}
+    if job["state"] != "done":
+        return f"{job['symbol']}: {job['state']}: {job['error']}"
+    refused = progress.get("archive_refused", [])
+    return (
+        f"{job['symbol']}: {progress.get('archive_files', 0)} files, "
+        f"{progress.get('archive_candles', 0):,} candles imported, {len(refused)} refused"
+    )
 
 
 def _folder_lines(

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 
@@ -44,6 +45,7 @@ from candlevault.storage.ports import CandleStore
 log = logging.getLogger(__name__)
 BOOTSTRAP = "bootstrap"
 GAP_FILL = "gap-fill"
+IMPORT = "import"
 
 
 async def open_hot_cache(settings: Settings, retention: Retention) -> HotCache:
@@ -170,6 +172,17 @@ class Runtime:
             return done
 
         self.jobs.start(BOOTSTRAP, item, work)
+
+    def import_files(self, item: Instrument, folder: Path | None) -> JobStatus:
+        """Start (or join) a background import of `item`'s archive files."""
+
+        async def work(record: Callable[[Progress], None]) -> Progress:
+            runner = await self.runner(item.venue)
+            done = await runner.import_only(item.symbol, folder=folder, on_progress=record)
+            self._count(done, "bootstrap")
+            return done
+
+        return self.jobs.start(IMPORT, item, work)
 
     def fill_gaps(self, item: Instrument) -> JobStatus:
         """Start (or join) a background fill of `item`'s missing minutes."""

@@ -7,6 +7,7 @@ CLI's progress bars show.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -91,6 +92,29 @@ async def bootstrap(
     job = runtime.jobs.get(BOOTSTRAP, item)
     assert job is not None
     return job_view(job)
+
+
+@router.post("/import/{symbol}", status_code=202, summary="Import Binance archive files")
+async def import_files(
+    runtime: RuntimeDep,
+    symbol: str,
+    venue: VenueQuery = None,
+    folder: Annotated[
+        str | None, Query(description="A folder on the server's machine; default: the host")
+    ] = None,
+) -> dict[str, Any]:
+    """Import data.binance.vision kline files of the symbol in the background: from a
+    folder, or from the archive host (verified and spot-checked either way)."""
+    item = Instrument(venue_or_default(runtime, venue), parse_symbol(symbol))
+    if item.venue not in (Venue.BINANCE, Venue.BINANCE_USDM):
+        raise HTTPException(
+            400, f"archive files exist for binance and binance-usdm, not {item.venue}"
+        )
+    path = None if folder is None else Path(folder)
+    if path is not None and not path.is_dir():
+        raise HTTPException(400, f"no folder at {folder} on the server's machine")
+    await runtime.venues.info(item.venue, item.symbol)
+    return job_view(runtime.import_files(item, path))
 
 
 @router.get("/bootstrap/status", summary="Progress of bootstraps and gap fills")
