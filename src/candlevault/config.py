@@ -45,6 +45,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from candlevault.domain.durations import parse_per_timeframe
 from candlevault.domain.errors import BadValue, CandlevaultError, ConfigError
 from candlevault.domain.symbols import Instrument, parse_instrument
 from candlevault.domain.times import format_time_ms, parse_time_ms
@@ -175,10 +176,8 @@ class Settings(BaseSettings):
     @field_validator("hot_retention")
     @classmethod
     def _check_retention(cls, value: str) -> str:
-        from candlevault.cache.retention import parse_retention
-
         try:
-            parse_retention(value)
+            parse_per_timeframe(value)
         except CandlevaultError as e:
             raise _invalid(e) from e
         return value

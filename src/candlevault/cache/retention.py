@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from candlevault.domain.errors import BadValue
-from candlevault.domain.timeframes import TIMEFRAMES, Timeframe, parse_timeframe
+from candlevault.domain.durations import parse_per_timeframe
+from candlevault.domain.timeframes import TIMEFRAMES, Timeframe
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -24,7 +24,6 @@ DEFAULTS: dict[str, int] = {
     "4h": 90 * DAY_MS,
     "1d": 365 * DAY_MS,
 }
-_UNITS = {"s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS, "w": 7 * DAY_MS, "y": 365 * DAY_MS}
 
 
 class Retention:
@@ -52,20 +51,4 @@ class Retention:
 
 def parse_retention(text: str) -> dict[str, int]:
     """Parse `1m=24h,5m=3d` into {timeframe code: ms}."""
-    found: dict[str, int] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        code, eq, amount = item.partition("=")
-        if not eq:
-            raise BadValue("retention", item.strip(), "expected TIMEFRAME=DURATION, e.g. 1m=24h")
-        tf = parse_timeframe(code.strip())
-        found[tf.code] = _duration_ms(amount.strip())
-    return found
-
-
-def _duration_ms(text: str) -> int:
-    number, unit = text[:-1], text[-1:]
-    if unit not in _UNITS or not number.isdigit() or int(number) <= 0:
-        raise BadValue("duration", text, "expected a positive whole number and s, m, h, d, w or y")
-    return int(number) * _UNITS[unit]
+    return parse_per_timeframe(text)
