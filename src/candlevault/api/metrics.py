@@ -17,7 +17,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from candlevault.api.deps import RuntimeDep
-from candlevault.bootstrap.gaps import scan
 from candlevault.cache.ports import CacheStats
 from candlevault.service.runtime import Runtime
 
@@ -134,7 +133,7 @@ class RuntimeCollector(Collector):
         runtime = self.runtime
         for item in runtime.tracked.all():
             coverage = runtime.ingestor.known_coverage(item.venue, item.symbol)
-            report = None if coverage is None else scan(coverage, runtime.now_ms(item.venue))
+            report = None if coverage is None else runtime.gap_report(item.venue, coverage)
             if report is not None:
                 missing.add_metric([item.venue.value, item.symbol], report.missing_minutes)
         yield missing

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import aiohttp
 
-from candlevault.bootstrap.gaps import monitor
+from candlevault.bootstrap.gaps import GapReport, monitor, scan
 from candlevault.bootstrap.runner import AnomalyLog, Bootstrap, Progress
 from candlevault.bootstrap.wiring import ClientStacks, exchange_clock, open_store
 from candlevault.cache.ports import HotCache
 from candlevault.cache.retention import Retention, parse_retention
 from candlevault.config import Settings
 from candlevault.domain.clock import AnchoredClock
+from candlevault.domain.coverage import Coverage
 from candlevault.domain.errors import CandlevaultError
 from candlevault.domain.symbols import Instrument
 from candlevault.domain.venues import Venue
@@ -101,6 +102,7 @@ class Runtime:
         self.started_s = time.time()
         self._runners: dict[Venue, Bootstrap] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._venues_served: set[Venue] = set()
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
@@ -118,8 +120,24 @@ class Runtime:
         """Bring up the tracked symbols' venues, bootstrap what they miss, run the gap
         monitor, and keep the exchange clocks' offsets fresh."""
         for venue in sorted({i.venue for i in self.tracked.all()}):
-            self._tasks.append(asyncio.create_task(self._bring_up(venue)))
+            self._serve_venue(venue)
         self._tasks.append(asyncio.create_task(self._resync_clocks()))
+
+    def track(self, items: list[Instrument]) -> list[Instrument]:
+        """Track `items`: bootstrap each new one and keep its venue's gaps monitored."""
+        added = self.tracked.add(items)
+        for venue in sorted({i.venue for i in added}):
+            if venue in self._venues_served:
+                for item in added:
+                    if item.venue is venue:
+                        self.bootstrap(item)
+            else:
+                self._serve_venue(venue)  # it bootstraps the venue's tracked symbols
+        return added
+
+    def _serve_venue(self, venue: Venue) -> None:
+        self._venues_served.add(venue)
+        self._tasks.append(asyncio.create_task(self._bring_up(venue)))
 
     async def _resync_clocks(self) -> None:
         while True:
@@ -195,6 +213,17 @@ class Runtime:
             return done
 
         return self.jobs.start(GAP_FILL, item, work)
+
+    def gap_report(self, venue: Venue, coverage: Coverage) -> GapReport | None:
+        """The series' coverage from max(inception, the configured start) to now, with
+        the requests a fill takes (the one scan admin, data health and metrics share)."""
+        client = self.stacks.clients.get(venue)
+        return scan(
+            coverage,
+            self.now_ms(venue),
+            start_ms=self.settings.bootstrap_since,
+            max_candles_per_request=1000 if client is None else client.max_klines,
+        )
 
     def held_symbols(self, venue: Venue) -> list[str]:
         """The venue's symbols candlevault holds: tracked ones and any it has read or

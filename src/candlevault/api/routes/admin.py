@@ -14,7 +14,6 @@ import msgspec
 from fastapi import APIRouter, Body, HTTPException, Query
 
 from candlevault.api.deps import AdminDep, RuntimeDep, venue_or_default
-from candlevault.bootstrap.gaps import scan
 from candlevault.domain.errors import CandlevaultError
 from candlevault.domain.symbols import Instrument, parse_instrument, parse_symbol
 from candlevault.domain.timeframes import Timeframe, timeframe_for_venue, venue_timeframes
@@ -35,6 +34,7 @@ def job_view(job: JobStatus) -> dict[str, Any]:
     if progress is not None:
         view["progress"] = msgspec.to_builtins(progress)
         view["progress"]["eta_s"] = progress.eta_s
+        del view["progress"]["started_s"]  # a monotonic reading: `started_s` above is wall
     return view
 
 
@@ -60,9 +60,7 @@ async def add_symbols(
     items = [parse_instrument(s, default) for s in symbols]
     for item in items:
         await runtime.venues.info(item.venue, item.symbol)  # 404 if not listed
-    added = runtime.tracked.add(items)
-    for item in added:
-        runtime.bootstrap(item)
+    added = runtime.track(items)
     return {"added": [str(i) for i in added], "tracked": [str(i) for i in runtime.tracked.all()]}
 
 
@@ -173,14 +171,9 @@ async def gaps_scan(
     """Compare each ledger with the timeline it should cover; fetch nothing."""
     reports: dict[str, Any] = {}
     for item in _items(runtime, venue, symbol):
+        await runtime.runner(item.venue)  # the venue's client: its request size
         coverage = await runtime.ingestor.coverage(item.venue, item.symbol)
-        runner = await runtime.runner(item.venue)
-        report = scan(
-            coverage,
-            runtime.now_ms(item.venue),
-            start_ms=runtime.settings.bootstrap_since,
-            max_candles_per_request=runner.client.max_klines,
-        )
+        report = runtime.gap_report(item.venue, coverage)
         reports[str(item)] = None if report is None else msgspec.to_builtins(report)
     return {"reports": reports}
 

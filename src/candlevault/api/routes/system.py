@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from candlevault.api.deps import RuntimeDep
 from candlevault.api.routes.admin import cache_figures
-from candlevault.bootstrap.gaps import scan
+from candlevault.domain.columns import CLOSED
 from candlevault.domain.timeframes import venue_timeframes
 from candlevault.service.runtime import BOOTSTRAP
 
@@ -48,13 +48,13 @@ async def system_cache_stats(runtime: RuntimeDep) -> dict[str, Any]:
 async def data_health(runtime: RuntimeDep) -> dict[str, Any]:
     """Per tracked venue and symbol: coverage from inception (present, confirmed-empty
     and missing minutes and ranges), bootstrap state, stream state, and per timeframe
-    the newest stored candle and how long ago it closed."""
+    the newest closed candle stored and how long ago it closed."""
     out = []
     for item in runtime.tracked.all():
         venue, symbol = item.venue, item.symbol
         now = runtime.now_ms(venue)
         coverage = await runtime.ingestor.coverage(venue, symbol)
-        report = scan(coverage, now, start_ms=runtime.settings.bootstrap_since)
+        report = runtime.gap_report(venue, coverage)
         job = runtime.jobs.get(BOOTSTRAP, item)
         entry: dict[str, Any] = {
             "venue": venue.value,
@@ -80,12 +80,15 @@ async def data_health(runtime: RuntimeDep) -> dict[str, Any]:
             }
         freshness: dict[str, dict[str, float] | None] = {}
         for tf in venue_timeframes(venue):
-            bounds = await runtime.store.bounds(venue, symbol, tf)
-            if bounds is None:
+            newest = await runtime.store.latest(venue, symbol, tf, 2)
+            closed = [
+                t for t, f in zip(newest.open_time_ms, newest.flags, strict=True) if f & CLOSED
+            ]
+            if not closed:
                 freshness[tf.code] = None
                 continue
-            closes = tf.close_time(bounds[1], coverage.inception_ms)
-            freshness[tf.code] = {"last_open_ms": bounds[1], "age_s": max(0, now - closes) / 1000}
+            closes = tf.close_time(closed[-1], coverage.inception_ms)
+            freshness[tf.code] = {"last_open_ms": closed[-1], "age_s": max(0, now - closes) / 1000}
         entry["freshness"] = freshness
         out.append(entry)
     return {"series": out}
