@@ -43,7 +43,7 @@ from candlevault.ingest.writer import Ingestor
 from candlevault.service.forming import FormingSource
 from candlevault.service.stats import ServiceStats
 from candlevault.service.venues import Venues
-from candlevault.service.windows import ReadWindow, back, resolve
+from candlevault.service.windows import ReadWindow, back, check_window, resolve
 
 RunnerOf = Callable[[Venue], Awaitable[Bootstrap]]
 MAX_WIDENINGS = 4  # newest reads short of `limit` (outages) look further back this often
@@ -111,6 +111,7 @@ class CandleService:
         strategy: Strategy = Strategy.AUTO,
     ) -> ReadResult:
         """Return the candles of one request (see the module docstring)."""
+        check_window(start_ms, end_ms)  # before any I/O: a bad request costs nothing
         info = await self._info(venue, symbol)
         link = self.venues.known_link(venue) or await self.venues.link(venue)
         now = link.clock.now_ms()
@@ -230,9 +231,16 @@ class CandleService:
             self.stats.miss("exchange", time.perf_counter() - started)
             return await self.ingestor.coverage(venue, symbol)
         self._count(done, "fresh" if fresh else "fill", now)
-        if done.done_requests:
+        answered = done.done_requests - done.failed_windows - done.anomalies
+        if answered:
             result.layers.append("exchange")
             self.stats.hit("exchange", time.perf_counter() - started)
+        if done.failed_windows:
+            self.stats.miss("exchange", time.perf_counter() - started)
+            result.warnings.append(
+                f"exchange unavailable: {done.failed_windows} of {done.planned_requests} "
+                "requests failed; their minutes are asked again after a backoff"
+            )
         if fresh:  # corrections reach the hot cache row by row; a re-read is simpler
             await self.hot.invalidate(venue, symbol)
         return await self.ingestor.coverage(venue, symbol)

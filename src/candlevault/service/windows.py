@@ -72,8 +72,7 @@ def resolve(
     inception_ms: int | None = None,
 ) -> ReadWindow:
     """Turn a read's parameters into the open times it covers (see the module docstring)."""
-    if start_ms is not None and end_ms is not None and start_ms > end_ms:
-        raise BadValue("window", f"{start_ms} > {end_ms}", "expected start_time <= end_time")
+    check_window(start_ms, end_ms)
     forming = tf.bucket_open(now_ms, inception_ms)
     end = now_ms if end_ms is None else min(end_ms, now_ms)
     last = tf.bucket_open(end, inception_ms)
@@ -86,6 +85,12 @@ def resolve(
     if first <= last:
         last = min(last, forward(tf, first, limit - 1, inception_ms))
     return ReadWindow(tf, first, last, limit, False, forming)
+
+
+def check_window(start_ms: int | None, end_ms: int | None) -> None:
+    """Refuse a window that ends before it starts."""
+    if start_ms is not None and end_ms is not None and start_ms > end_ms:
+        raise BadValue("window", f"{start_ms} > {end_ms}", "expected start_time <= end_time")
 
 
 def back(tf: Timeframe, open_ms: int, n: int, inception_ms: int | None = None) -> int:

@@ -68,7 +68,8 @@ async def test_a_window_in_the_past_pages_like_binance(tmp_path: Path) -> None:
             sim, symbol="BTCUSDT", interval="1m", startTime=start, endTime=end, limit=100
         )
         assert body["candles"] == [row[:11] for row in truth]
-        assert body["count"] == 100 and body["open_candle"] is False
+        assert body["count"] == 100
+        assert body["open_candle"] is False
         assert body["start_time"] == start + 30_000
 
 

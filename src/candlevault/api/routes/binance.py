@@ -5,18 +5,25 @@ as Binance does (`service.windows`), end with the forming candle when the window
 now, and write rows byte for byte as Binance does (`cache.rows.binance_body`), from
 candlevault's layers: cached candles cost no exchange weight. What clients ask before
 klines is served too: `exchangeInfo` (the venue's own reply, cached, listing the symbols
-candlevault holds), `ping` and `time` (the venue's clock as candlevault tracks it).
+candlevault holds), `ping` and `time` (the venue's clock as candlevault tracks it,
+brought up on first use: never the local wall clock in its place).
 
 Refusals are Binance's: HTTP 400 with `{"code", "msg"}` in its words (-1100 illegal
 characters, -1102 mandatory parameter, -1120 invalid interval, -1121 invalid symbol,
--1130 invalid value, -1023 start after end; spot-api-docs `errors.md`), so a client's
-own error mapping (ccxt's `BadSymbol`, ...) works unchanged.
+-1130 invalid value; spot-api-docs `errors.md`), so a client's
+own error mapping (ccxt's `BadSymbol`, ...) works unchanged. A window candlevault could
+not complete (the exchange down for minutes it does not hold) is refused with -1001 and
+HTTP 503, as Binance refuses when its backend is unavailable: a Binance client cannot see
+our `complete: false`, and would take a short reply for the whole truth. A start after
+the end is an empty list on spot and -1023 on USD-M, as the venues answer it (python-binance
+PR #1165: "when fetching klines for future markets (not spot), Binance API returns an
+error in such condition (-1023)").
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Request
@@ -38,6 +45,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": BinanceErrorBody},
     503: {"model": BinanceErrorBody},
 }
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": BinanceErrorBody}}
 
 
 class BinanceRefusal(Exception):
@@ -86,33 +94,56 @@ def _interval(request: Request, venue: Venue) -> Timeframe:
     return tf
 
 
+def _unavailable() -> BinanceRefusal:
+    msg = "Internal error; unable to process your request. Please try again."
+    return BinanceRefusal(503, -1001, msg)
+
+
+class KlinesQuery(NamedTuple):
+    """A klines request's parameters, checked as Binance checks them."""
+
+    symbol: str
+    tf: Timeframe
+    start: int | None
+    end: int | None
+    limit: int
+
+
+def _klines_query(request: Request, venue: Venue, max_limit: int) -> KlinesQuery:
+    symbol = _mandatory(request, "symbol")
+    if _SYMBOL.fullmatch(symbol) is None:
+        raise _illegal("symbol", r"^[\w\-._&&[^a-z]]{1,50}$")
+    tf = _interval(request, venue)
+    start, end = _optional_int(request, "startTime"), _optional_int(request, "endTime")
+    limit = _optional_int(request, "limit")
+    if limit is None:
+        limit = 500
+    elif not 1 <= limit <= max_limit:
+        raise BinanceRefusal(400, -1130, "Data sent for parameter 'limit' is not valid.")
+    zone = request.query_params.get("timeZone")
+    if zone is not None and zone not in _UTC:
+        raise BinanceRefusal(400, -1130, "Data sent for parameter 'timeZone' is not valid.")
+    if start is not None and end is not None and start > end and venue is not Venue.BINANCE:
+        raise BinanceRefusal(400, -1023, "Start time is greater than end time.")
+    return KlinesQuery(symbol, tf, start, end, limit)
+
+
 async def _klines(request: Request, runtime: Runtime, venue: Venue, max_limit: int) -> Response:
     try:
-        symbol = _mandatory(request, "symbol")
-        if _SYMBOL.fullmatch(symbol) is None:
-            raise _illegal("symbol", r"^[\w\-._&&[^a-z]]{1,50}$")
-        tf = _interval(request, venue)
-        start, end = _optional_int(request, "startTime"), _optional_int(request, "endTime")
-        limit = _optional_int(request, "limit")
-        if limit is None:
-            limit = 500
-        elif not 1 <= limit <= max_limit:
-            raise BinanceRefusal(400, -1130, "Data sent for parameter 'limit' is not valid.")
-        zone = request.query_params.get("timeZone")
-        if zone is not None and zone not in _UTC:
-            raise BinanceRefusal(400, -1130, "Data sent for parameter 'timeZone' is not valid.")
-        if start is not None and end is not None and start > end:
-            raise BinanceRefusal(400, -1023, "Start time is greater than end time.")
+        q = _klines_query(request, venue, max_limit)
+        if q.start is not None and q.end is not None and q.start > q.end:
+            return Response(b"[]", media_type=JSON)  # spot answers an empty list
         result = await runtime.candles.read(
-            venue, symbol, tf, start_ms=start, end_ms=end, limit=limit
+            venue, q.symbol, q.tf, start_ms=q.start, end_ms=q.end, limit=q.limit
         )
     except BinanceRefusal as e:
         return e.response()
     except NotFound:
         return BinanceRefusal(400, -1121, "Invalid symbol.").response()
     except ExchangeError:
-        msg = "Internal error; unable to process your request. Please try again."
-        return BinanceRefusal(503, -1001, msg).response()
+        return _unavailable().response()
+    if not result.complete:
+        return _unavailable().response()
     return Response(binance_body(result.rows), media_type=JSON)
 
 
@@ -120,8 +151,7 @@ async def _exchange_info(runtime: Runtime, venue: Venue) -> Response:
     try:
         catalog = await runtime.venues.catalog(venue)
     except ExchangeError:
-        msg = "Internal error; unable to process your request. Please try again."
-        return BinanceRefusal(503, -1001, msg).response()
+        return _unavailable().response()
     if catalog.raw is None:
         return BinanceRefusal(503, -1001, "exchange info unavailable").response()
     held = set(runtime.held_symbols(venue))
@@ -129,6 +159,16 @@ async def _exchange_info(runtime: Runtime, venue: Venue) -> Response:
     doc["symbols"] = [s for s in doc.get("symbols", []) if s.get("symbol") in held]
     doc["serverTime"] = runtime.now_ms(venue)
     return Response(orjson.dumps(doc), media_type=JSON)
+
+
+async def _server_time(runtime: Runtime, venue: Venue) -> Response:
+    # Bring the venue up first: until its clock is known, Runtime.now_ms falls back to
+    # the local wall clock, which is not the venue's (a simulator's may stand still).
+    try:
+        await runtime.venues.link(venue)
+    except ExchangeError:
+        return _unavailable().response()
+    return Response(orjson.dumps({"serverTime": runtime.now_ms(venue)}), media_type=JSON)
 
 
 def _router(prefix: str, venue: Venue, max_limit: int, tag: str) -> APIRouter:
@@ -150,10 +190,10 @@ def _router(prefix: str, venue: Venue, max_limit: int, tag: str) -> APIRouter:
         """Binance's connectivity test: `{}`."""
         return {}
 
-    @router.get("/time", summary="Server time")
-    async def server_time(runtime: RuntimeDep) -> dict[str, int]:
-        """The venue's clock as candlevault tracks it."""
-        return {"serverTime": runtime.now_ms(venue)}
+    @router.get("/time", response_class=Response, responses=_UNAVAILABLE, summary="Server time")
+    async def server_time(runtime: RuntimeDep) -> Response:
+        """The venue's clock as candlevault tracks it: `{"serverTime": ms}`."""
+        return await _server_time(runtime, venue)
 
     return router
 
