@@ -249,8 +249,9 @@ async def test_bybit_fills_its_rolling_window_and_never_gets_a_403(start_sim: St
     assert ledger["status"]["200"] == 70
     assert ledger["status"].get("403", 0) == 0
     assert max(peaks) == 20  # the window was used whole
-    # Four batches of 20: three windows, plus each batch's replies (slow at SPEED).
-    assert 15 <= elapsed_s < 15 + 3 * 3
+    # Four batches of 20 need three whole windows waited (an upper bound would time the
+    # machine, not the limiter: it flaked under load at 60x speed).
+    assert elapsed_s >= 15
 
 
 async def test_bybit_lock_out_is_waited_out_whole(start_sim: StartSim) -> None:
