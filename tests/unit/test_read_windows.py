@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from candlevault.domain.errors import BadValue
+from candlevault.domain.spans import SpanSet
 from candlevault.domain.timeframes import M1, TIMEFRAMES, Timeframe
-from candlevault.service.windows import back, forward, resolve
+from candlevault.service.windows import back, forward, resolve, widen
 
 DAY = 86_400_000
 T0 = 1_500_000_000_000  # 2017-07-14
@@ -68,3 +69,33 @@ def test_back_and_forward_walk_whole_buckets(tf: Timeframe, t: int, n: int) -> N
     earlier = back(tf, open_ms, n, T0)
     assert forward(tf, earlier, n, T0) == open_ms
     assert len(tf.opens(earlier, open_ms, T0)) == n + 1
+
+
+@given(
+    tf=st.sampled_from([M1, *[t for t in TIMEFRAMES if t.duration_ms <= DAY]]),
+    now=times,
+    limit=st.integers(1, 300),
+    outages=st.lists(st.tuples(st.integers(0, 2000), st.integers(1, 3000)), max_size=4),
+)
+def test_a_newest_window_reaches_past_outages_for_its_count(
+    tf: Timeframe, now: int, limit: int, outages: list[tuple[int, int]]
+) -> None:
+    inception = T0 - 400 * DAY
+    window = resolve(tf, now, start_ms=None, end_ms=None, limit=limit, inception_ms=inception)
+    base = window.last_ms
+    empty = SpanSet(
+        (base - back_min * 60_000, base - back_min * 60_000 + length * 60_000)
+        for back_min, length in outages
+    ).clip(0, window.forming_ms)
+    wider = widen(window, empty, limit, inception)
+    kept = [
+        t
+        for t in tf.opens(wider.first_ms, wider.last_ms, inception)
+        if not empty.covers(t, tf.next_open(t, inception))
+    ]
+    assert len(kept) <= limit
+    assert wider.last_ms == window.last_ms
+    assert wider.first_ms <= window.first_ms
+    if empty.overlaps(window.first_ms, window.forming_ms):
+        assert len(kept) == limit  # inception is far back: there are always enough
+        assert kept[0] == wider.first_ms  # and it starts at a bucket that has candles

@@ -132,8 +132,8 @@ class ExchangeForming:
 
     async def _fetch(self, venue: Venue, info: SymbolInfo, held: _Minute) -> None:
         link = await self.venues.link(venue)
-        now = link.clock.now_ms()
-        forming = closed_until(now)
+        sent = link.clock.now_ms()
+        forming = closed_until(sent)
         coverage = await self.ingestor.coverage(venue, info.symbol)
         newest = coverage.present.last
         reach = forming - REACH_MINUTES * MINUTE_MS
@@ -143,15 +143,17 @@ class ExchangeForming:
         self.refreshes += 1
         if self.on_request is not None:
             self.on_request(venue, info.symbol, link.client.request_weight)
-        now = link.clock.now_ms()
         if coverage.inception_ms is not None or len(reply.closed):
             await self.ingestor.ingest(
                 venue,
                 info.symbol,
                 reply.closed,
                 inception_ms=None,
-                now_ms=now,
-                answered=(reply.start_ms, min(reply.end_ms + MINUTE_MS, closed_until(now))),
+                now_ms=link.clock.now_ms(),
+                answered=(reply.start_ms, forming),
             )
         held.candle = reply.forming
-        held.fetched_ms = now
+        # Stamped with when it was asked: a reply that crossed a minute boundary in
+        # flight is stale at once, so the minute that closed meanwhile is asked again
+        # by the next read rather than left missing for a gap fill.
+        held.fetched_ms = sent

@@ -43,10 +43,10 @@ from candlevault.ingest.writer import Ingestor
 from candlevault.service.forming import FormingSource
 from candlevault.service.stats import ServiceStats
 from candlevault.service.venues import Venues
-from candlevault.service.windows import ReadWindow, back, check_window, resolve
+from candlevault.service.windows import ReadWindow, check_window, resolve, widen
 
 RunnerOf = Callable[[Venue], Awaitable[Bootstrap]]
-MAX_WIDENINGS = 4  # newest reads short of `limit` (outages) look further back this often
+MAX_WIDENINGS = 16  # newest reads widen past outages this often at most (a request each)
 
 
 class Strategy(StrEnum):
@@ -132,6 +132,15 @@ class CandleService:
             coverage = self.ingestor.known_coverage(venue, symbol) or coverage
         span = window.minutes(coverage.inception_ms, now)
         coverage = await self._complete(venue, symbol, span, coverage, now, strategy, result)
+        for _ in range(MAX_WIDENINGS):  # an outage in a newest window: reach past it
+            wider = widen(
+                window, coverage.empty, limit - window.reaches_forming, coverage.inception_ms
+            )
+            if wider == window:
+                break
+            window = result.window = wider
+            span = window.minutes(coverage.inception_ms, now)
+            coverage = await self._complete(venue, symbol, span, coverage, now, strategy, result)
         forming_row = None
         if window.reaches_forming:  # folded after the fill: its bucket's minutes are stored
             forming_row = await self._forming(venue, info, tf, now, result)
@@ -232,7 +241,7 @@ class CandleService:
             return await self.ingestor.coverage(venue, symbol)
         self._count(done, "fresh" if fresh else "fill", now)
         answered = done.done_requests - done.failed_windows - done.anomalies
-        if answered:
+        if answered and "exchange" not in result.layers:
             result.layers.append("exchange")
             self.stats.hit("exchange", time.perf_counter() - started)
         if done.failed_windows:
@@ -268,39 +277,22 @@ class CandleService:
             return []
         venue, tf = result.venue, result.tf
         key = SeriesKey(venue, info.symbol, tf)
+        inception = coverage.inception_ms
+        first = window.first_ms  # nothing opens before the listing: the window starts there
+        if inception is not None:
+            first = max(first, tf.bucket_open(inception, inception))
         started = time.perf_counter()
-        hot = await self.hot.read(key, window.first_ms, last, room, newest=window.newest)
-        if hot is not None and (len(hot.rows) == room or not self._short(window, coverage)):
+        hot = await self.hot.read(key, first, last, room, newest=window.newest)
+        if hot is not None:  # the window lies in the cache's span: every stored row
             self.stats.hit("hot", time.perf_counter() - started)
             result.layers.append("hot")
             return hot.rows
         self.stats.miss("hot", time.perf_counter() - started)
         started = time.perf_counter()
-        rows = await self._warm(key, info, window.first_ms, last, room, window.newest, now)
-        first = window.first_ms
-        inception = coverage.inception_ms
-        for _ in range(MAX_WIDENINGS):  # an outage inside a newest read: reach further back
-            if not window.newest or len(rows) >= room or not self._short(window, coverage):
-                break
-            if inception is not None and first <= inception:
-                break
-            earlier = back(window.tf, first, room - len(rows), inception)
-            rows = await self._warm(key, info, earlier, first - 1, room, True, now) + rows
-            rows, first = rows[-room:], earlier
+        rows = await self._warm(key, info, first, last, room, window.newest, now)
         self.stats.hit("warm", time.perf_counter() - started)
         result.layers.append("warm")
         return rows
-
-    @staticmethod
-    def _short(window: ReadWindow, coverage: Coverage) -> bool:
-        """Whether a newest read may hold fewer rows than asked: only when the window
-        has confirmed-empty minutes (an exchange outage) or reaches before inception."""
-        if not window.newest:
-            return False
-        inception = coverage.inception_ms
-        if inception is not None and window.first_ms < inception:
-            return False
-        return bool(coverage.empty.clip(window.first_ms, window.last_ms + 1))
 
     async def _warm(
         self,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import msgspec
 
 RING = 4096
+DAY_MS = 86_400_000
 LAYERS = ("hot", "warm", "forming", "exchange")
 EXCHANGE_KINDS = ("forming", "fill", "fresh", "bootstrap")
 
@@ -64,6 +65,7 @@ class ServiceStats:
         self.answered_by: dict[str, int] = {}
         # (venue, symbol, UTC day, kind) -> [requests, weight]
         self.exchange: dict[tuple[str, str, str, str], list[int]] = {}
+        self._days: dict[int, str] = {}
 
     def hit(self, layer: str, seconds: float) -> None:
         """Count a lookup in `layer` that answered, and how long it took."""
@@ -86,7 +88,10 @@ class ServiceStats:
     ) -> None:
         """Count exchange requests the service made (`kind`: forming, fill, fresh or
         bootstrap) against the day (UTC, exchange time) they were made."""
-        day = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y-%m-%d")
+        day = self._days.get(now_ms // DAY_MS)
+        if day is None:  # formatted once a day, not once per refresh
+            day = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y-%m-%d")
+            self._days[now_ms // DAY_MS] = day
         entry = self.exchange.setdefault((venue, symbol, day, kind), [0, 0])
         entry[0] += requests
         entry[1] += weight

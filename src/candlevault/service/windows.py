@@ -17,7 +17,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from candlevault.domain.errors import BadValue
-from candlevault.domain.timeframes import GridKind, Timeframe
+from candlevault.domain.spans import SpanSet
+from candlevault.domain.timeframes import (
+    DAY_MS,
+    GridKind,
+    Timeframe,
+    civil_from_days,
+    days_from_civil,
+)
 
 
 class ReadWindow(NamedTuple):
@@ -87,6 +94,26 @@ def resolve(
     return ReadWindow(tf, first, last, limit, False, forming)
 
 
+def widen(window: ReadWindow, empty: SpanSet, count: int, inception_ms: int | None) -> ReadWindow:
+    """Move a newest window's start back so that it holds `count` buckets that are not
+    wholly inside confirmed-empty minutes (an exchange outage has no candles: Binance's
+    newest `limit` reach past it), jumping over each outage at once; never before the
+    listing."""
+    if not window.newest or window.empty or not empty.overlaps(window.first_ms, window.forming_ms):
+        return window
+    tf = window.tf
+    floor = None if inception_ms is None else tf.bucket_open(inception_ms, inception_ms)
+    t, first, counted = window.last_ms, window.last_ms, 0
+    while counted < count and (floor is None or t >= floor):
+        outage = empty.span_at(t)
+        if outage is not None and outage[1] >= tf.next_open(t, inception_ms):
+            t = tf.bucket_open(outage[0] - 1, inception_ms)  # the bucket before the outage
+            continue
+        first, counted = t, counted + 1
+        t = forward(tf, t, -1, inception_ms)
+    return window._replace(first_ms=min(first, window.first_ms))
+
+
 def check_window(start_ms: int | None, end_ms: int | None) -> None:
     """Refuse a window that ends before it starts."""
     if start_ms is not None and end_ms is not None and start_ms > end_ms:
@@ -95,17 +122,14 @@ def check_window(start_ms: int | None, end_ms: int | None) -> None:
 
 def back(tf: Timeframe, open_ms: int, n: int, inception_ms: int | None = None) -> int:
     """Return the open time `n` buckets before the bucket opening at `open_ms`."""
-    if tf.kind is not GridKind.MONTH:
-        return open_ms - n * tf.duration_ms
-    for _ in range(n):
-        open_ms = tf.bucket_open(open_ms - 1, inception_ms)
-    return open_ms
+    return forward(tf, open_ms, -n, inception_ms)
 
 
 def forward(tf: Timeframe, open_ms: int, n: int, inception_ms: int | None = None) -> int:
-    """Return the open time `n` buckets after the bucket opening at `open_ms`."""
+    """Return the open time `n` buckets after the bucket opening at `open_ms` (before,
+    for a negative `n`); months by calendar arithmetic, not a walk."""
     if tf.kind is not GridKind.MONTH:
         return open_ms + n * tf.duration_ms
-    for _ in range(n):
-        open_ms = tf.next_open(open_ms, inception_ms)
-    return open_ms
+    year, month, _ = civil_from_days(open_ms // DAY_MS)
+    months = year * 12 + month - 1 + n
+    return days_from_civil(months // 12, months % 12 + 1, 1) * DAY_MS

@@ -103,3 +103,20 @@ async def test_force_fresh_fetches_again_and_auto_does_not(tmp_path: Path) -> No
         assert await kline_requests(sim) == after_first + 1
         assert "exchange" in fresh["layers"]
         assert fresh["candles"] == first["candles"] == cached["candles"]
+
+
+async def test_newest_candles_across_an_exchange_outage_reach_further_back(tmp_path: Path) -> None:
+    """Binance's 2018-02-08 maintenance left 28 hours without candles: the newest 500
+    before a time just after it are the simulator's 500, reaching back past the outage."""
+    end = parse_time_ms("2018-02-09T09:39:00Z")  # 100 minutes after the outage ended
+    async with running_sim() as sim, running_service(sim, tmp_path) as service:
+        path = CANDLES.format("BTCUSDT", "1m")
+        status, body = await service.get(path, end_time=str(end), limit=500)
+        assert status == 200, body
+        _, again = await service.get(path, end_time=str(end), limit=500)
+        truth = await sim_klines(sim, symbol="BTCUSDT", interval="1m", endTime=end, limit=500)
+    assert body["candles"] == again["candles"] == [row[:11] for row in truth]
+    assert body["count"] == 500
+    assert body["complete"] is True
+    outage = [parse_time_ms("2018-02-08T04:00Z"), parse_time_ms("2018-02-09T08:00Z")]
+    assert body["empty"] == [outage]
