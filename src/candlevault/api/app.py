@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from candlevault import __version__
 from candlevault.api import errors
+from candlevault.api.fast import FastReads
 from candlevault.api.metrics import registry_for
 from candlevault.api.metrics import router as metrics_router
 from candlevault.api.routes import admin, binance, market, system
@@ -47,6 +48,7 @@ def create_app(settings: Settings, *, start: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(FastReads, root=app)
     app.include_router(market.router)
     app.include_router(binance.spot)
     app.include_router(binance.usdm)

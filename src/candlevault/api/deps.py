@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from candlevault.domain.errors import CandlevaultError
+from candlevault.domain.errors import CandlevaultError, NotFound
 from candlevault.domain.venues import Venue, parse_venue
 from candlevault.service.runtime import Runtime
 
@@ -54,4 +54,4 @@ def venue_or_default(runtime: Runtime, venue: str | None) -> Venue:
     try:
         return parse_venue(venue)
     except CandlevaultError as e:
-        raise HTTPException(404, str(e)) from None
+        raise NotFound(str(e)) from None

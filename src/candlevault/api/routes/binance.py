@@ -23,6 +23,7 @@ error in such condition (-1023)").
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -66,16 +67,16 @@ def _illegal(name: str, legal: str) -> BinanceRefusal:
     return BinanceRefusal(400, -1100, msg)
 
 
-def _mandatory(request: Request, name: str) -> str:
-    value = request.query_params.get(name)
+def _mandatory(query: Mapping[str, str], name: str) -> str:
+    value = query.get(name)
     if not value:
         msg = f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
         raise BinanceRefusal(400, -1102, msg)
     return value
 
 
-def _optional_int(request: Request, name: str) -> int | None:
-    value = request.query_params.get(name)
+def _optional_int(query: Mapping[str, str], name: str) -> int | None:
+    value = query.get(name)
     if value is None:
         return None
     if _DIGITS.fullmatch(value) is None:
@@ -83,8 +84,8 @@ def _optional_int(request: Request, name: str) -> int | None:
     return int(value)
 
 
-def _interval(request: Request, venue: Venue) -> Timeframe:
-    text = _mandatory(request, "interval")
+def _interval(query: Mapping[str, str], venue: Venue) -> Timeframe:
+    text = _mandatory(query, "interval")
     try:
         tf = parse_timeframe(text)
     except CandlevaultError:
@@ -109,18 +110,18 @@ class KlinesQuery(NamedTuple):
     limit: int
 
 
-def _klines_query(request: Request, venue: Venue, max_limit: int) -> KlinesQuery:
-    symbol = _mandatory(request, "symbol")
+def _klines_query(query: Mapping[str, str], venue: Venue, max_limit: int) -> KlinesQuery:
+    symbol = _mandatory(query, "symbol")
     if _SYMBOL.fullmatch(symbol) is None:
         raise _illegal("symbol", r"^[\w\-._&&[^a-z]]{1,50}$")
-    tf = _interval(request, venue)
-    start, end = _optional_int(request, "startTime"), _optional_int(request, "endTime")
-    limit = _optional_int(request, "limit")
+    tf = _interval(query, venue)
+    start, end = _optional_int(query, "startTime"), _optional_int(query, "endTime")
+    limit = _optional_int(query, "limit")
     if limit is None:
         limit = 500
     elif not 1 <= limit <= max_limit:
         raise BinanceRefusal(400, -1130, "Data sent for parameter 'limit' is not valid.")
-    zone = request.query_params.get("timeZone")
+    zone = query.get("timeZone")
     if zone is not None and zone not in _UTC:
         raise BinanceRefusal(400, -1130, "Data sent for parameter 'timeZone' is not valid.")
     if start is not None and end is not None and start > end and venue is not Venue.BINANCE:
@@ -128,9 +129,12 @@ def _klines_query(request: Request, venue: Venue, max_limit: int) -> KlinesQuery
     return KlinesQuery(symbol, tf, start, end, limit)
 
 
-async def _klines(request: Request, runtime: Runtime, venue: Venue, max_limit: int) -> Response:
+async def klines_response(
+    query: Mapping[str, str], runtime: Runtime, venue: Venue, max_limit: int
+) -> Response:
+    """Answer a klines request (the route's and the fast path's one implementation)."""
     try:
-        q = _klines_query(request, venue, max_limit)
+        q = _klines_query(query, venue, max_limit)
         if q.start is not None and q.end is not None and q.start > q.end:
             return Response(b"[]", media_type=JSON)  # spot answers an empty list
         result = await runtime.candles.read(
@@ -178,7 +182,7 @@ def _router(prefix: str, venue: Venue, max_limit: int, tag: str) -> APIRouter:
     async def klines(request: Request, runtime: RuntimeDep) -> Response:
         """Binance's klines: `symbol`, `interval`, `startTime`, `endTime`, `limit`
         (default 500), rows byte-compatible with Binance's, served from candlevault."""
-        return await _klines(request, runtime, venue, max_limit)
+        return await klines_response(request.query_params, runtime, venue, max_limit)
 
     @router.get("/exchangeInfo", response_class=Response, summary="Exchange info")
     async def exchange_info(runtime: RuntimeDep) -> Response:
@@ -198,5 +202,6 @@ def _router(prefix: str, venue: Venue, max_limit: int, tag: str) -> APIRouter:
     return router
 
 
-spot = _router("/api/v3", Venue.BINANCE, 1000, "binance-compatible")
-usdm = _router("/fapi/v1", Venue.BINANCE_USDM, 1500, "binance-usdm-compatible")
+SPOT_MAX_LIMIT, USDM_MAX_LIMIT = 1000, 1500
+spot = _router("/api/v3", Venue.BINANCE, SPOT_MAX_LIMIT, "binance-compatible")
+usdm = _router("/fapi/v1", Venue.BINANCE_USDM, USDM_MAX_LIMIT, "binance-usdm-compatible")

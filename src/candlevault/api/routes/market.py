@@ -19,6 +19,7 @@ from candlevault.domain.symbols import parse_symbol
 from candlevault.domain.timeframes import timeframe_for_venue
 from candlevault.domain.times import parse_time_ms
 from candlevault.service.reader import ReadResult, Strategy
+from candlevault.service.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1/market", tags=["market"])
 _COLUMNS = orjson.dumps(list(FIELDS))
@@ -59,7 +60,24 @@ async def candles(
 ) -> Response:
     """Return the candles opening in the window, as Binance pages them: with a start,
     the oldest `limit` from it; without, the newest `limit` up to the end (default now,
-    the open candle last)."""
+    the open candle last). (Served by `api.fast`, which parses these same parameters
+    without FastAPI's per-request machinery; this route documents them.)"""
+    return await read_response(
+        runtime, symbol, timeframe, venue, limit, start_time, end_time, cache_strategy
+    )
+
+
+async def read_response(
+    runtime: Runtime,
+    symbol: str,
+    timeframe: str,
+    venue: str | None,
+    limit: int,
+    start_time: str | None,
+    end_time: str | None,
+    strategy: Strategy,
+) -> Response:
+    """Read and answer (the route's and the fast path's one implementation)."""
     chosen = venue_or_default(runtime, venue)
     result = await runtime.candles.read(
         chosen,
@@ -68,7 +86,7 @@ async def candles(
         start_ms=None if start_time is None else parse_time_ms(start_time),
         end_ms=None if end_time is None else parse_time_ms(end_time),
         limit=limit,
-        strategy=cache_strategy,
+        strategy=strategy,
     )
     return Response(body(result), media_type="application/json")
 
