@@ -441,3 +441,27 @@ async def test_redis_engine_matches_the_model(
     prefix = f"{redis_prefix}{uuid.uuid4().hex[:8]}:"
     cache = RedisCache(redis_client, PROPERTY_RETENTION, prefix, chunk_rows=chunk_rows)
     await check_against_model(cache, ops)
+
+
+@pytest.mark.redis
+async def test_a_redis_reader_never_serves_its_copy_after_another_process_wrote(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """Two API replicas on one Redis: each keeps the chunks it read, valid only while the
+    entry's version stays the one it read; a write by the other shows at once."""
+    reader = RedisCache(redis_client, RETENTION, redis_prefix)
+    writer = RedisCache(redis_client, RETENTION, redis_prefix)
+    opens = minutes(0, 120)
+    rows = await install(writer, KEY, opens[0], opens[-1] + M, opens)
+    first = await reader.read(KEY, opens[0], opens[-1], 500, newest=True)
+    assert first == HotRows(rows, opens[0], opens[-1])
+    again = await reader.read(KEY, opens[0], opens[-1], 500, newest=True)  # from its copy
+    assert again == first
+    fixed = opens[60]
+    await writer.update(KEY, [fixed], [row(fixed, "corrected")], opens[-1] + M)
+    after = await reader.read(KEY, opens[0], opens[-1], 500, newest=True)
+    assert after is not None
+    assert after.rows[60] == row(fixed, "corrected")
+    assert after.rows[:60] == rows[:60]
+    await writer.invalidate(KEY.venue, KEY.symbol, KEY.tf)
+    assert await reader.read(KEY, opens[0], opens[-1], 500, newest=True) is None

@@ -65,6 +65,7 @@ log = logging.getLogger("candlevault.cache.redis")
 CHUNK_ROWS = 128
 PROBE_INTERVAL_S = 1.0
 CAS_ATTEMPTS = 3
+MAX_COPIES = 4096  # series whose chunks a process keeps between reads (see `_keep`)
 EPOCH_SHIFT = 40  # generation() = local outage epoch << 40 | the counter in Redis
 MAX_TTL_MS = 400 * 86_400_000
 _ERRORS = (RedisError, OSError)  # OSError covers TimeoutError and refused connections
@@ -116,6 +117,7 @@ class RedisCache:
         self._errors, self._writing = 0, 0
         self._last_error: str | None = None
         self._degraded_since_ms: int | None = None
+        self._copies: dict[str, tuple[bytes, dict[int, bytes | None]]] = {}
 
     async def read(
         self, key: SeriesKey, start_ms: int, end_ms: int, limit: int, *, newest: bool
@@ -131,18 +133,54 @@ class RedisCache:
         want = max(0, min(upper - bottom + 1, limit // self._chunk_rows + 2, MAX_CHUNKS_PER_READ))
         chunks = range(upper, upper - want, -1) if newest else range(bottom, bottom + want)
         try:
+            copy = self._copies.get(data)
+            if copy is not None and all(c in copy[1] for c in chunks):
+                # The chunks are held here: ask Redis only whether the entry changed.
+                meta = cast(Reply, await self._client.hmget(data, META))
+                if meta[3] is not None and meta[3] == copy[0]:
+                    got = [*meta, *(copy[1][c] for c in chunks)]
+                    return await self._found(data, width, got, start_ms, end_ms, limit, newest)
             got = cast(Reply, await self._client.hmget(data, META, *chunks))
-            if got[0] is None or got[1] is None or start_ms < int(got[0]) or end_ms >= int(got[1]):
-                return None
-            found = collect(got[4:], start_ms, end_ms, limit, newest=newest)
-            if len(found.rows) < limit and want < upper - bottom + 1 and got[2] is not None:
-                return await read_on(
-                    self._client, data, width, (start_ms, end_ms, limit, newest), got
-                )
+            self._keep(data, got[3], chunks, got[4:])
+            return await self._found(data, width, got, start_ms, end_ms, limit, newest)
         except _ERRORS as e:
             self._failed(e)
             return None
+
+    async def _found(
+        self,
+        data: str,
+        width: int,
+        got: Reply,
+        start_ms: int,
+        end_ms: int,
+        limit: int,
+        newest: bool,
+    ) -> HotRows | None:
+        """The rows of a read's reply (span fields, then the chunks in reading order)."""
+        if got[0] is None or got[1] is None or start_ms < int(got[0]) or end_ms >= int(got[1]):
+            return None
+        found = collect(got[4:], start_ms, end_ms, limit, newest=newest)
+        bottom, upper = start_ms // width, end_ms // width
+        if len(found.rows) < limit and len(got) - 4 < upper - bottom + 1 and got[2] is not None:
+            query = (start_ms, end_ms, limit, newest)
+            return await read_on(self._client, data, width, query, got)
         return found
+
+    def _keep(
+        self, data: str, ver: bytes | None, chunks: range, blobs: Sequence[bytes | None]
+    ) -> None:
+        """Remember the chunks read at version `ver`: while the entry's `ver` stays the
+        same (every write changes it), the next read of them fetches only the span's
+        four small fields instead of ~100 KB of chunks."""
+        if ver is None:
+            return
+        held = self._copies.pop(data, None)
+        kept = held[1] if held is not None and held[0] == ver else {}
+        kept.update(zip(chunks, blobs, strict=True))
+        self._copies[data] = (ver, kept)  # newest last
+        while len(self._copies) > MAX_COPIES:
+            del self._copies[next(iter(self._copies))]
 
     async def generation(self, key: SeriesKey) -> int:
         """Return the series' update counter, tagged with the local outage epoch."""
@@ -275,6 +313,7 @@ class RedisCache:
         return min(keep + keep // 10 + 3_600_000, MAX_TTL_MS)
 
     def _failed(self, error: Exception) -> None:
+        self._copies.clear()
         self._errors += 1
         self._last_error = f"{type(error).__name__}: {error}"
         if self._healthy:
