@@ -447,9 +447,10 @@ async def test_redis_engine_matches_the_model(
 async def test_a_redis_reader_never_serves_its_copy_after_another_process_wrote(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
-    """Two API replicas on one Redis: each keeps the chunks it read, valid only while the
-    entry's version stays the one it read; a write by the other shows at once."""
-    reader = RedisCache(redis_client, RETENTION, redis_prefix)
+    """Two API replicas on one Redis: each keeps the chunks it read, checked against the
+    entry's version once its trust period is over (0 here: every read); a write by the
+    other then shows at once."""
+    reader = RedisCache(redis_client, RETENTION, redis_prefix, trust_s=0.0)
     writer = RedisCache(redis_client, RETENTION, redis_prefix)
     opens = minutes(0, 120)
     rows = await install(writer, KEY, opens[0], opens[-1] + M, opens)
@@ -465,3 +466,24 @@ async def test_a_redis_reader_never_serves_its_copy_after_another_process_wrote(
     assert after.rows[:60] == rows[:60]
     await writer.invalidate(KEY.venue, KEY.symbol, KEY.tf)
     assert await reader.read(KEY, opens[0], opens[-1], 500, newest=True) is None
+
+
+@pytest.mark.redis
+async def test_a_redis_cache_sees_its_own_writes_at_once(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """Within its trust period a copy is served without asking Redis, but never across
+    the process's own update, load or invalidation."""
+    cache = RedisCache(redis_client, RETENTION, redis_prefix, trust_s=3600.0)
+    opens = minutes(0, 60)
+    rows = await install(cache, KEY, opens[0], opens[-1] + M, opens)
+    assert await cache.read(KEY, opens[0], opens[-1], 100, newest=False) == HotRows(
+        rows, opens[0], opens[-1]
+    )
+    fixed = opens[10]
+    await cache.update(KEY, [fixed], [row(fixed, "corrected")], opens[-1] + M)
+    after = await cache.read(KEY, opens[0], opens[-1], 100, newest=False)
+    assert after is not None
+    assert after.rows[10] == row(fixed, "corrected")
+    await cache.invalidate()
+    assert await cache.read(KEY, opens[0], opens[-1], 100, newest=False) is None

@@ -14,6 +14,9 @@ day of rows. 128-row chunks (~20 KB) keep a write to one chunk and a 500-row rea
 A read is ONE round trip: a single HMGET of the span fields and of the chunks that the
 window and `limit` need (computed from the window, so atomic and free of Lua), decoded
 without per-row Python work; only gaps in those chunks (an exchange outage) cost more.
+Repeated reads of a series cost less: the process keeps the chunks it read (`_Copy`),
+serves them for `trust_s` (0.25 s) without a round trip, then while Redis reports the
+same write token (`ver`) for four small fields instead of ~100 KB.
 Writes fetch what they change, merge in Python and commit with Lua compare-and-sets on
 the generation and on `ver`, a random token per write, so that a recreated entry cannot
 pass for an old one. The generation has a key of its own so that `invalidate` (a DEL of
@@ -65,7 +68,26 @@ log = logging.getLogger("candlevault.cache.redis")
 CHUNK_ROWS = 128
 PROBE_INTERVAL_S = 1.0
 CAS_ATTEMPTS = 3
-MAX_COPIES = 4096  # series whose chunks a process keeps between reads (see `_keep`)
+MAX_COPIES = 4096  # series whose chunks a process keeps between reads (see `_Copy`)
+TRUST_S = 0.25  # how long a kept copy serves before Redis is asked whether it changed
+
+
+class _Copy:
+    """Chunks this process read, with the entry's span fields (lo, hi, last, ver).
+
+    A repeated hot read would fetch ~100 KB of chunks every time. A copy serves reads
+    without any round trip for `trust_s`, then for as long as Redis reports the same
+    `ver` (every write, load or invalidation changes or removes it) at the cost of
+    asking for four small fields. This process's own writes drop its copy at once; a
+    write by another process (another API replica) shows within `trust_s`; any Redis
+    error drops every copy."""
+
+    __slots__ = ("checked_s", "chunks", "meta")
+
+    def __init__(self, meta: Reply, chunks: dict[int, bytes | None], checked_s: float) -> None:
+        self.meta, self.chunks, self.checked_s = meta, chunks, checked_s
+
+
 EPOCH_SHIFT = 40  # generation() = local outage epoch << 40 | the counter in Redis
 MAX_TTL_MS = 400 * 86_400_000
 _ERRORS = (RedisError, OSError)  # OSError covers TimeoutError and refused connections
@@ -73,7 +95,9 @@ _COUNTER = (1 << EPOCH_SHIFT) - 1
 _Raw = dict[bytes, bytes]
 
 
-async def open_redis_cache(url: str, retention: Retention, prefix: str = "cv:") -> RedisCache:
+async def open_redis_cache(
+    url: str, retention: Retention, prefix: str = "cv:", *, trust_s: float = TRUST_S
+) -> RedisCache:
     """Build a RedisCache on its own client, with 1 s timeouts so that a dead Redis
     cannot hang a request. Connects lazily: a Redis that is down at start degrades."""
     client = aioredis.Redis.from_url(
@@ -85,7 +109,7 @@ async def open_redis_cache(url: str, retention: Retention, prefix: str = "cv:") 
         retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         decode_responses=False,
     )
-    return RedisCache(client, retention, prefix, owns_client=True)
+    return RedisCache(client, retention, prefix, owns_client=True, trust_s=trust_s)
 
 
 class RedisCache:
@@ -101,6 +125,7 @@ class RedisCache:
         *,
         owns_client: bool = False,
         chunk_rows: int = CHUNK_ROWS,
+        trust_s: float = TRUST_S,
     ) -> None:
         """`chunk_rows` is part of the layout: every cache on a prefix must use the same
         (tests shrink it to cross many chunk boundaries with few rows)."""
@@ -117,7 +142,8 @@ class RedisCache:
         self._errors, self._writing = 0, 0
         self._last_error: str | None = None
         self._degraded_since_ms: int | None = None
-        self._copies: dict[str, tuple[bytes, dict[int, bytes | None]]] = {}
+        self._copies: dict[str, _Copy] = {}
+        self._trust_s = trust_s
 
     async def read(
         self, key: SeriesKey, start_ms: int, end_ms: int, limit: int, *, newest: bool
@@ -134,14 +160,19 @@ class RedisCache:
         chunks = range(upper, upper - want, -1) if newest else range(bottom, bottom + want)
         try:
             copy = self._copies.get(data)
-            if copy is not None and all(c in copy[1] for c in chunks):
-                # The chunks are held here: ask Redis only whether the entry changed.
-                meta = cast(Reply, await self._client.hmget(data, META))
-                if meta[3] is not None and meta[3] == copy[0]:
-                    got = [*meta, *(copy[1][c] for c in chunks)]
+            if copy is not None and all(c in copy.chunks for c in chunks):
+                now = time.monotonic()
+                fresh = now - copy.checked_s < self._trust_s
+                if not fresh:  # ask only whether the entry changed
+                    meta = cast(Reply, await self._client.hmget(data, META))
+                    fresh = meta[3] is not None and meta[3] == copy.meta[3]
+                    if fresh:
+                        copy.checked_s, copy.meta = now, meta
+                if fresh:
+                    got = [*copy.meta, *(copy.chunks[c] for c in chunks)]
                     return await self._found(data, width, got, start_ms, end_ms, limit, newest)
             got = cast(Reply, await self._client.hmget(data, META, *chunks))
-            self._keep(data, got[3], chunks, got[4:])
+            self._keep(data, got, chunks)
             return await self._found(data, width, got, start_ms, end_ms, limit, newest)
         except _ERRORS as e:
             self._failed(e)
@@ -167,18 +198,15 @@ class RedisCache:
             return await read_on(self._client, data, width, query, got)
         return found
 
-    def _keep(
-        self, data: str, ver: bytes | None, chunks: range, blobs: Sequence[bytes | None]
-    ) -> None:
-        """Remember the chunks read at version `ver`: while the entry's `ver` stays the
-        same (every write changes it), the next read of them fetches only the span's
-        four small fields instead of ~100 KB of chunks."""
+    def _keep(self, data: str, got: Reply, chunks: range) -> None:
+        """Remember the chunks read with the entry's span fields (see `_Copy`)."""
+        ver = got[3]
         if ver is None:
             return
         held = self._copies.pop(data, None)
-        kept = held[1] if held is not None and held[0] == ver else {}
-        kept.update(zip(chunks, blobs, strict=True))
-        self._copies[data] = (ver, kept)  # newest last
+        kept = held.chunks if held is not None and held.meta[3] == ver else {}
+        kept.update(zip(chunks, got[4:], strict=True))
+        self._copies[data] = _Copy(list(got[:4]), kept, time.monotonic())  # newest last
         while len(self._copies) > MAX_COPIES:
             del self._copies[next(iter(self._copies))]
 
@@ -204,6 +232,7 @@ class RedisCache:
     ) -> bool:
         """Install the store's rows of [lo_ms, hi_ms) unless an update came since."""
         check_rows(opens, rows)
+        self._copies.pop(self._name(key)[0], None)
         if lo_ms >= hi_ms:  # nothing to install
             return await self.generation(key) == generation
         if not self._healthy and not await self._recovered():
@@ -235,6 +264,7 @@ class RedisCache:
     ) -> None:
         """Apply written rows inside the span; dropped (not raised) while Redis is down."""
         check_rows(opens, rows)
+        self._copies.pop(self._name(key)[0], None)
         if not self._healthy and not await self._recovered():
             return
         data, gen, width = self._name(key)
@@ -265,6 +295,7 @@ class RedisCache:
         self, venue: Venue | None = None, symbol: str | None = None, tf: Timeframe | None = None
     ) -> int:
         """Drop the named entries (generations stay); return how many."""
+        self._copies.clear()
         if not self._healthy and not await self._recovered():
             return 0  # recovery drops everything anyway
         parts = [_glob(p) if p else "*" for p in (venue and venue.value, symbol, tf and tf.code)]
