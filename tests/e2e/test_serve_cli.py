@@ -18,6 +18,7 @@ import pytest
 
 from tests.contract.recorded import fixtures_dir
 from tests.e2e.test_bootstrap_cli import _cli
+from tests.support.waiting import wait_until
 
 TOKEN = "e2e-token"
 
@@ -37,12 +38,14 @@ def serving(data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             text=True,
         )
     endpoint = data_dir / "serve.json"
+
+    def listening() -> bool:
+        if server.poll() is not None:  # it died: fail at once, with its log
+            raise RuntimeError(f"serve exited: {log.read_text()}")
+        return endpoint.is_file()
+
     try:
-        deadline = time.monotonic() + 60
-        while not endpoint.is_file():
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "serve did not start within 60 s"
-            time.sleep(0.1)
+        wait_until(listening, timeout=60, interval=0.1, message="no serve.json")
         yield orjson.loads(endpoint.read_bytes())["url"], server
     finally:
         if server.poll() is None:

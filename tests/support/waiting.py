@@ -97,3 +97,14 @@ def _describe(condition: Callable[..., object]) -> str:
     code = getattr(condition, "__code__", None)
     where = f" ({code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno})" if code else ""
     return f"condition {name}{where}"
+
+
+def wait_until(
+    condition: Callable[[], T],
+    *,
+    timeout: float = 5.0,
+    interval: float = 0.01,
+    message: str = "",
+) -> T:
+    """`eventually` for synchronous tests (those that drive subprocesses)."""
+    return asyncio.run(eventually(condition, timeout=timeout, interval=interval, message=message))

@@ -272,8 +272,8 @@ async def test_an_invalidation_needs_a_symbol_for_a_timeframe(tmp_path: Path) ->
 async def test_the_minutes_the_service_was_down_for_are_scanned_and_filled(
     tmp_path: Path,
 ) -> None:
-    # The service reads the simulator's clock once per venue, so the minutes pass while
-    # it is down (a running service does not see a step: see the xfail test below).
+    # The minutes pass while the service is down; it starts again without its start-up
+    # bootstrap and gap monitor (start=False), so only the admin fill can fill them.
     since = START_MS - DAY
     settings: dict[str, Any] = {"bootstrap_since": since, "gap_monitor_s": 3600}
     down = 30 * MINUTE
