@@ -71,6 +71,30 @@ class Service:
             return reply.status, orjson.loads(await reply.read())
 
 
+async def finished_job(service: Service, kind: str, symbol: str = "ETHUSDT") -> dict[str, Any]:
+    """Wait until the newest `kind` job of `symbol` has ended; return it (it must be done)."""
+
+    async def ended() -> dict[str, Any]:
+        status, body = await service.admin("GET", "/api/v1/admin/bootstrap/status")
+        assert status == 200, body
+        jobs = [j for j in body["jobs"] if j["kind"] == kind and j["symbol"] == symbol]
+        assert jobs, body
+        assert jobs[-1]["state"] != "running", jobs[-1]
+        job: dict[str, Any] = jobs[-1]
+        return job
+
+    job: dict[str, Any] = await eventually(ended, timeout=20)
+    assert job["state"] == "done", job
+    return job
+
+
+async def track(service: Service, symbol: str = "ETHUSDT") -> dict[str, Any]:
+    """Track `symbol` through the admin API and wait for its bootstrap; return the job."""
+    status, body = await service.admin("POST", "/api/v1/admin/symbols", {"symbols": [symbol]})
+    assert status == 202, body
+    return await finished_job(service, "bootstrap", symbol)
+
+
 def _query(params: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in params.items() if v is not None}
 

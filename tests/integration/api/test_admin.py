@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.api.service import TOKEN, Service, running_service
+from tests.integration.api.service import TOKEN, Service, finished_job, running_service, track
 from tests.integration.exchanges.venues import START_MS, running_sim
 from tests.support.waiting import eventually
 
@@ -59,30 +59,6 @@ async def call(
     url = service.url + path.replace("{symbol}", "ETHUSDT")
     async with service.http.request(method, url, headers=headers) as reply:
         return reply.status, reply.headers.get("WWW-Authenticate"), orjson.loads(await reply.read())
-
-
-async def finished_job(service: Service, kind: str, symbol: str = "ETHUSDT") -> dict[str, Any]:
-    """Wait until the newest `kind` job of `symbol` has ended; return it (it must be done)."""
-
-    async def ended() -> dict[str, Any]:
-        status, body = await service.admin("GET", STATUS)
-        assert status == 200, body
-        jobs = [j for j in body["jobs"] if j["kind"] == kind and j["symbol"] == symbol]
-        assert jobs, body
-        assert jobs[-1]["state"] != "running", jobs[-1]
-        job: dict[str, Any] = jobs[-1]
-        return job
-
-    job: dict[str, Any] = await eventually(ended, timeout=20)
-    assert job["state"] == "done", job
-    return job
-
-
-async def track(service: Service, symbol: str = "ETHUSDT") -> dict[str, Any]:
-    """Track `symbol` through the API and wait for its bootstrap; return the job."""
-    status, body = await service.admin("POST", SYMBOLS, {"symbols": [symbol]})
-    assert status == 202, body
-    return await finished_job(service, "bootstrap", symbol)
 
 
 async def scan_report(service: Service, symbol: str = "ETHUSDT") -> dict[str, Any]:

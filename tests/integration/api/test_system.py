@@ -4,16 +4,14 @@ Prometheus metrics, checked against what the service did and what the simulator 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from candlevault.domain.timeframes import venue_timeframes
 from candlevault.domain.venues import Venue
-from tests.integration.api.service import Service, running_service
+from tests.integration.api.service import Service, running_service, track
 from tests.integration.exchanges.venues import START_MS, Sim, running_sim
-from tests.support.waiting import eventually
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -25,24 +23,6 @@ HISTORY_MINUTES = (START_MINUTE - FIRST_MINUTE) // MINUTE
 CANDLES = "/api/v1/market/candles/ETHUSDT/1h"
 PAST_WINDOW = {"start_time": FIRST_MINUTE + 2 * HOUR, "limit": 10}  # closed hours only
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-async def track(service: Service, symbol: str = "ETHUSDT") -> dict[str, Any]:
-    """Track `symbol` through the admin API and wait for its bootstrap; return the job."""
-    status, body = await service.admin("POST", "/api/v1/admin/symbols", {"symbols": [symbol]})
-    assert status == 202, body
-
-    async def ended() -> dict[str, Any]:
-        _, status_body = await service.admin("GET", "/api/v1/admin/bootstrap/status")
-        jobs = [j for j in status_body["jobs"] if j["symbol"] == symbol]
-        assert jobs, status_body
-        assert jobs[-1]["state"] != "running", jobs[-1]
-        job: dict[str, Any] = jobs[-1]
-        return job
-
-    job: dict[str, Any] = await eventually(ended, timeout=20)
-    assert job["state"] == "done", job
-    return job
 
 
 async def scrape(service: Service) -> Samples:

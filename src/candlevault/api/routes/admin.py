@@ -24,6 +24,7 @@ from candlevault.service.runtime import BOOTSTRAP, Runtime
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[AdminDep])
 VenueQuery = Annotated[str | None, Query(description="Venue; default: the configured one")]
+SymbolsQuery = Annotated[str | None, Query(description="One symbol; default: every tracked one")]
 
 
 def job_view(job: JobStatus) -> dict[str, Any]:
