@@ -125,9 +125,7 @@ async def bootstrap_status(runtime: RuntimeDep) -> dict[str, Any]:
 @router.post("/cache/preload", summary="Load tracked symbols' recent candles into the hot cache")
 async def preload(
     runtime: RuntimeDep,
-    symbol: Annotated[
-        str | None, Query(description="One symbol; default: every tracked one")
-    ] = None,
+    symbol: SymbolsQuery = None,
     timeframe: Annotated[str | None, Query(description="One timeframe; default: all")] = None,
     venue: VenueQuery = None,
 ) -> dict[str, Any]:
@@ -164,9 +162,7 @@ async def cache_stats(runtime: RuntimeDep) -> dict[str, Any]:
 @router.post("/gaps/scan", summary="Present, confirmed-empty and missing minutes per symbol")
 async def gaps_scan(
     runtime: RuntimeDep,
-    symbol: Annotated[
-        str | None, Query(description="One symbol; default: every tracked one")
-    ] = None,
+    symbol: SymbolsQuery = None,
     venue: VenueQuery = None,
 ) -> dict[str, Any]:
     """Compare each ledger with the timeline it should cover; fetch nothing."""
@@ -182,9 +178,7 @@ async def gaps_scan(
 @router.post("/gaps/fill", status_code=202, summary="Fetch the missing minutes, in the background")
 async def gaps_fill(
     runtime: RuntimeDep,
-    symbol: Annotated[
-        str | None, Query(description="One symbol; default: every tracked one")
-    ] = None,
+    symbol: SymbolsQuery = None,
     venue: VenueQuery = None,
 ) -> dict[str, Any]:
     """Start a gap-fill job per symbol (the fewest requests the ledger allows)."""
