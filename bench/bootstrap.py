@@ -138,7 +138,7 @@ async def ccxt_year(env: dict[str, str], since_ms: int, until_ms: int) -> tuple[
 
 
 async def budget_run(env: dict[str, str], tmp: Path) -> tuple[Progress, list[int], int, float]:
-    """The full history with the real limit; the weight of each whole wall minute."""
+    """The full history with the real limit; the weight spent in each wall minute window."""
     base = env["CANDLEVAULT_BINANCE_REST_URL"]
     marks: list[tuple[float, int]] = []
     async with ours(env, tmp, concurrency=16) as (runner, _, session):
@@ -150,6 +150,9 @@ async def budget_run(env: dict[str, str], tmp: Path) -> tuple[Progress, list[int
                 marks.append((time.time(), stats["venues"]["binance"]["weight"]))
                 await asyncio.sleep(0.05)
 
+        # Start on a minute boundary: Binance's windows are wall-clock minutes, so the
+        # first window is then a whole one, like every window before the last.
+        await asyncio.sleep(60 - time.time() % 60)
         sampler = asyncio.create_task(sample())
         started = time.perf_counter()
         try:
@@ -158,22 +161,22 @@ async def budget_run(env: dict[str, str], tmp: Path) -> tuple[Progress, list[int
             sampler.cancel()
         spent = time.perf_counter() - started
         stats = await sim_json(session, f"{base}/_sim/stats")
-    per_minute = _whole_minutes(marks)
+    per_minute = _window_weights(marks)
     return progress, per_minute, int(stats["venues"]["binance"]["status"]["429"]), spent
 
 
-def _whole_minutes(marks: list[tuple[float, int]]) -> list[int]:
-    """Weight spent in each wall-clock minute wholly inside the run."""
+def _window_weights(marks: list[tuple[float, int]]) -> list[int]:
+    """Weight spent in each wall-clock minute window the run reached, but the last
+    (where the run ended: nothing was left to ask for); the run starts on a boundary."""
     if not marks:
         return []
-    first = math.ceil(marks[0][0] / 60) * 60
-    last = math.floor(marks[-1][0] / 60) * 60
-    out = []
-    for t in range(int(first), int(last), 60):
-        at = [w for s, w in marks if s <= t]
-        end = [w for s, w in marks if s <= t + 60]
-        out.append(end[-1] - at[-1])
-    return out
+    spent: dict[int, int] = {}
+    before = 0
+    for t, w in marks:
+        window = int(t // 60)
+        spent[window] = spent.get(window, 0) + w - before
+        before = w
+    return [spent[k] for k in sorted(spent)[:-1]]
 
 
 async def main(quick: bool) -> None:
@@ -250,8 +253,9 @@ async def main(quick: bool) -> None:
             f"6,000 a minute over the whole run (first window included)"
         )
         print(
-            f"real limits, full history: {progress.candles:,} candles | weight per whole "
-            f"minute {per_minute} = {', '.join(f'{s:.0%}' for s in shares)}; 429s: {refused} | "
+            f"real limits, full history: {progress.candles:,} candles | weight per minute window "
+            f"before the last {per_minute} = {', '.join(f'{s:.0%}' for s in shares)}; "
+            f"429s: {refused} | "
             f">= 90%, 0 429s: {'met' if met else 'MISSED'}"
         )
 
