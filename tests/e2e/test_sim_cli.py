@@ -11,6 +11,9 @@ from contextlib import contextmanager
 
 import aiohttp
 
+from candlevault.simulator.server import SimServer
+from candlevault.simulator.world import SimConfig, SimWorld
+
 WINDOW = "symbol=BTCUSDT&interval=1m&startTime=1600000000000&limit=1000"
 
 
@@ -27,7 +30,8 @@ def running_sim(*args: str) -> Iterator[dict[str, str]]:
         try:
             assert proc.stdout is not None
             env: dict[str, str] = {}
-            while len(env) < 5:
+            expected = set(SimServer(SimWorld(SimConfig())).env())  # the names it prints
+            while not expected <= env.keys():
                 line = proc.stdout.readline()
                 assert line, f"sim exited early: {proc.stderr.read() if proc.stderr else ''}"
                 name, _, value = line.strip().partition("=")
@@ -53,9 +57,14 @@ async def test_it_prints_where_it_listens_and_two_processes_agree() -> None:
             "CANDLEVAULT_BINANCE_ARCHIVE_URL",
             "CANDLEVAULT_BYBIT_REST_URL",
             "CANDLEVAULT_CLOCK_URL",
+            "CANDLEVAULT_BINANCE_WS_URL",
+            "CANDLEVAULT_BINANCE_USDM_WS_URL",
+            "CANDLEVAULT_BYBIT_WS_URL",
         }
         for env in (first, second):
             assert env["CANDLEVAULT_BINANCE_REST_URL"].startswith("http://127.0.0.1:")
+            for name in ("BINANCE_WS_URL", "BINANCE_USDM_WS_URL", "BYBIT_WS_URL"):
+                assert env[f"CANDLEVAULT_{name}"].startswith("ws://127.0.0.1:")
         assert first["CANDLEVAULT_BINANCE_REST_URL"] != second["CANDLEVAULT_BINANCE_REST_URL"]
         a = await _get(f"{first['CANDLEVAULT_BINANCE_REST_URL']}/api/v3/klines?{WINDOW}")
         b = await _get(f"{second['CANDLEVAULT_BINANCE_REST_URL']}/api/v3/klines?{WINDOW}")

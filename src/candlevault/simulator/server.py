@@ -18,31 +18,49 @@ import orjson
 from aiohttp import web
 
 from candlevault.domain.errors import CandlevaultError
-from candlevault.simulator import archive_routes, binance_rest, bybit_rest
+from candlevault.simulator import archive_routes, binance_rest, bybit_rest, ws_binance, ws_bybit
 from candlevault.simulator.http import wrap
 from candlevault.simulator.world import SimWorld
+from candlevault.simulator.ws_hub import WsHub, WsTimings
 
 WORLD = web.AppKey("world", SimWorld)
+HUB = web.AppKey("ws_hub", WsHub)
 
 
-def create_app(world: SimWorld) -> web.Application:
-    """Build the aiohttp application serving `world`."""
+def create_app(world: SimWorld, hub: WsHub | None = None) -> web.Application:
+    """Build the aiohttp application serving `world` (and its streams through `hub`)."""
     app = web.Application()
     app[WORLD] = world
+    app[HUB] = hub = hub or WsHub()
     for endpoint in (*binance_rest.ENDPOINTS, *bybit_rest.ENDPOINTS, *archive_routes.ENDPOINTS):
         app.router.add_route(endpoint.method, endpoint.path, wrap(world, endpoint))
+    for path, handler in (*ws_binance.routes(world, hub), *ws_bybit.routes(world, hub)):
+        app.router.add_get(path, handler)
+    app.on_shutdown.append(_close_streams)
     app.router.add_get("/_sim/clock", _control(lambda w, _: w.clock.state()))
     app.router.add_post("/_sim/clock", _control(lambda w, body: w.clock.apply(body)))
     app.router.add_get("/_sim/faults", _control(lambda w, _: w.faults.settings))
     app.router.add_post("/_sim/faults", _control(lambda w, body: w.faults.update(body)))
-    app.router.add_get("/_sim/stats", _control(lambda w, _: w.stats.snapshot()))
-    app.router.add_post("/_sim/stats/reset", _control(_reset_stats))
+    app.router.add_get("/_sim/stats", _control(lambda w, _: _stats(w, hub)))
+    app.router.add_post("/_sim/stats/reset", _control(lambda w, _: _reset_stats(w, hub)))
     return app
 
 
-def _reset_stats(world: SimWorld, _: object) -> object:
+async def _close_streams(app: web.Application) -> None:
+    # Stream handlers only end when their socket closes; without this, shutdown waits.
+    await app[HUB].drop_all(b"server shutdown")
+
+
+def _stats(world: SimWorld, hub: WsHub) -> object:
+    snapshot = world.stats.snapshot()
+    snapshot["ws"] = hub.stats.snapshot()
+    return snapshot
+
+
+def _reset_stats(world: SimWorld, hub: WsHub) -> object:
     world.stats.reset()
-    return world.stats.snapshot()
+    hub.stats.reset()
+    return _stats(world, hub)
 
 
 def _control(
@@ -74,7 +92,12 @@ class SimServer:
     """Run the simulator on a loopback port (0: a free one) inside this process."""
 
     def __init__(
-        self, world: SimWorld, host: str = "127.0.0.1", port: int = 0, allow_remote: bool = False
+        self,
+        world: SimWorld,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        allow_remote: bool = False,
+        ws_timings: WsTimings | None = None,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ValueError(
@@ -82,13 +105,14 @@ class SimServer:
                 "unless allowed explicitly"
             )
         self.world = world
+        self.hub = WsHub(ws_timings)
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         """Start listening; `port` becomes the bound port."""
-        runner = web.AppRunner(create_app(self.world), access_log=None)
+        runner = web.AppRunner(create_app(self.world, self.hub), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()
@@ -122,11 +146,15 @@ class SimServer:
     def env(self) -> dict[str, str]:
         """Return the settings that point candlevault at this simulator."""
         url = self.url
+        ws_url = "ws" + url.removeprefix("http")
         return {
             "CANDLEVAULT_BINANCE_REST_URL": url,
             "CANDLEVAULT_BINANCE_USDM_REST_URL": url,
             "CANDLEVAULT_BINANCE_ARCHIVE_URL": url,
             "CANDLEVAULT_BYBIT_REST_URL": url,
+            "CANDLEVAULT_BINANCE_WS_URL": ws_url,
+            "CANDLEVAULT_BINANCE_USDM_WS_URL": ws_url + ws_binance.USDM_PREFIX,
+            "CANDLEVAULT_BYBIT_WS_URL": ws_url,
             "CANDLEVAULT_CLOCK_URL": f"{url}/_sim/clock",
         }
 
