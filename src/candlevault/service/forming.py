@@ -12,8 +12,9 @@ request to stay complete.
 A higher timeframe's open candle is its bucket's stored part (derived from the closed
 minutes by the ingestor) folded with the forming minute (`aggregation.forming_candle`).
 
-`FormingSource` is the seam the real-time builder plugs into later: the read path asks
-it for a series' open candle and does not care where it comes from.
+`FormingSource` is the seam the real-time builder plugs into: the read path asks it for
+a series' open candle and does not care where it comes from; a symbol whose stream is
+up (`LiveMinutes`) takes its forming minute from the builder and makes no request.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ class FormingSource(Protocol):
         ...
 
 
+class LiveMinutes(Protocol):
+    """The forming minutes the real-time streams build."""
+
+    def minute(self, venue: Venue, symbol: str, now_ms: int) -> tuple[Candle | None] | None:
+        """Return (the open 1m candle or None if nothing traded yet) while the symbol is
+        streamed and its feed is up; None when it is not (the exchange is asked then)."""
+        ...
+
+
 class _Minute:
     """The newest forming minute of a symbol and when (exchange time) it was fetched."""
 
@@ -68,57 +78,68 @@ class ExchangeForming:
         *,
         ttl_ms: int = 3000,
         on_request: RequestHook | None = None,
+        live: LiveMinutes | None = None,
     ) -> None:
         self.venues = venues
         self.ingestor = ingestor
         self.ttl_ms = ttl_ms
         self.on_request = on_request
         self._minutes: dict[tuple[Venue, str], _Minute] = {}
-        self._folded: dict[
-            tuple[Venue, str, str], tuple[tuple[int, int], Coverage, Candle | None]
+        self._parts: dict[
+            tuple[Venue, str, str], tuple[tuple[int, int], Coverage, Candle | None, bool]
         ] = {}
+        self.live = live
         self.refreshes = 0
 
     async def candle(
         self, venue: Venue, info: SymbolInfo, tf: Timeframe, now_ms: int, *, refresh: bool
     ) -> Candle | None:
         """Return the open candle of `tf` (see the module docstring)."""
+        streamed = None if self.live is None else self.live.minute(venue, info.symbol, now_ms)
+        if streamed is None:  # not streamed (or the stream is down): the exchange's newest
+            minute = await self._polled(venue, info, now_ms, refresh)
+        else:
+            (minute,) = streamed
+        if tf is M1:
+            return minute
+        part, whole, inception = await self._stored_part(venue, info, tf, now_ms)
+        return forming_candle(part, minute, tf, inception_ms=inception, complete=whole)
+
+    async def _polled(
+        self, venue: Venue, info: SymbolInfo, now_ms: int, refresh: bool
+    ) -> Candle | None:
         held = self._minutes.setdefault((venue, info.symbol), _Minute())
         if refresh and self._stale(held, now_ms):
             await self._refresh(venue, info, held)
         minute = held.candle
         if minute is not None and minute.open_time_ms != closed_until(now_ms):
-            minute = None  # a copy from a minute that has closed since: not forming now
-        if tf is M1:
-            return minute
-        coverage = await self.ingestor.coverage(venue, info.symbol)  # in memory: no I/O
-        key = (venue, info.symbol, tf.code)
-        stamp = (held.fetched_ms, closed_until(now_ms))
-        folded = self._folded.get(key)
-        if folded is not None and folded[0] == stamp and folded[1] is coverage:
-            return folded[2]  # nothing fetched, closed or written since: the same candle
-        candle = await self._fold(venue, info, tf, minute, coverage, now_ms)
-        self._folded[key] = (stamp, coverage, candle)
-        return candle
+            return None  # a copy from a minute that has closed since: not forming now
+        return minute
 
-    async def _fold(
-        self,
-        venue: Venue,
-        info: SymbolInfo,
-        tf: Timeframe,
-        minute: Candle | None,
-        coverage: Coverage,
-        now_ms: int,
-    ) -> Candle | None:
-        """The stored part of the forming bucket with the forming minute."""
+    async def _stored_part(
+        self, venue: Venue, info: SymbolInfo, tf: Timeframe, now_ms: int
+    ) -> tuple[Candle | None, bool, int | None]:
+        """The forming bucket's stored part (derived from its closed minutes), whether
+        those minutes are all held, and the inception; read once per bucket and ledger
+        (every write replaces the ledger), not once per request."""
+        coverage = await self.ingestor.coverage(venue, info.symbol)  # in memory: no I/O
         inception = coverage.inception_ms
         bucket = tf.bucket_open(now_ms, inception)
+        key = (venue, info.symbol, tf.code)
+        known = self._parts.get(key)
+        if (
+            known is not None
+            and known[0] == (bucket, closed_until(now_ms))
+            and known[1] is coverage
+        ):
+            return known[2], known[3], inception
         stored = await self.ingestor.store.read(
             venue, info.symbol, tf, start_ms=bucket, end_ms=bucket
         )
         part = stored.candle(0) if len(stored) else None
         whole = coverage.settled.covers(max(bucket, inception or bucket), closed_until(now_ms))
-        return forming_candle(part, minute, tf, inception_ms=inception, complete=whole)
+        self._parts[key] = ((bucket, closed_until(now_ms)), coverage, part, whole)
+        return part, whole, inception
 
     def _stale(self, held: _Minute, now_ms: int) -> bool:
         fetched = held.fetched_ms
