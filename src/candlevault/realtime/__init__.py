@@ -1,0 +1,1 @@
+"""Real-time: venue streams, one candle builder per symbol, repair after disconnects."""
