@@ -15,15 +15,26 @@ Settings (`FaultSettings`) come from the command line at start and from
 - Dark windows are in sim time (the venue is down from `start_ms` to `end_ms`, as an
   exchange outage is dated in market time); `is_dark` is asked with the sim clock.
 
-The real-time work adds WebSocket faults to the same switchboard: new flat fields in
-`FaultSettings` and a `decide_ws`-style method drawing from streams of its own, which
-leaves every existing decision unchanged.
+- WebSocket faults (`ws_*` fields) act on the simulated streams (`ws_hub`):
+  `ws_drop_every_s` closes every open connection every N wall seconds (0: never; the
+  period counts from when it was set); `ws_silent` keeps connections open, answering
+  pings and control messages, but sends no market frame (what came due meanwhile is
+  lost, as with a dark window); `ws_duplicate` and `ws_reorder` are the shares of market
+  frames sent twice, or held back and sent right after the next market frame. Those two
+  are decided by `ws_stream`: one `random.Random` per connection, seeded with (seed,
+  venue, how many connections that venue had before), drawing two numbers per market
+  frame whatever the settings, so the n-th frame of the k-th connection to a venue meets
+  the same fault in every run, and REST decisions are left unchanged.
+- Dropping every connection *now* is an action, not a setting, so it is no field here
+  (the settings stay a JSON round trip): `POST /_sim/ws/drop` (server.py) answers
+  `{"dropped": <connections closed>}`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -70,6 +81,7 @@ class FaultSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     Request shares (`error_5xx`, `timeout`, `slow`, `truncated`, `malformed`) are the
     fractions of REST requests that meet each fault and add up to at most 1. Archive
     shares are fractions of files. `archive_missing` lists file names that 404.
+    `ws_*` fields are the WebSocket faults (the module docstring tells what each does).
     """
 
     error_5xx: Share = 0.0
@@ -88,6 +100,10 @@ class FaultSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     archive_truncated: Share = 0.0
     archive_bad_checksum: Share = 0.0
     archive_disagree: Share = 0.0
+    ws_drop_every_s: Seconds = 0.0
+    ws_silent: bool = False
+    ws_duplicate: Share = 0.0
+    ws_reorder: Share = 0.0
 
     def __post_init__(self) -> None:
         total = sum(getattr(self, name) for name in _REQUEST_SHARES)
@@ -152,13 +168,36 @@ class ArchiveFault:
         return min(rows - 1, int(self.position * rows))
 
 
+@dataclass(frozen=True, slots=True)
+class WsFrameFault:
+    """What to do to one market frame of a stream: send it twice, and/or after the next."""
+
+    duplicate: bool = False
+    reorder: bool = False
+
+
+class WsFaultStream:
+    """The duplicate/reorder decisions for one connection's market frames, in send order."""
+
+    def __init__(self, board: FaultSwitchboard, rng: random.Random) -> None:
+        self._board = board
+        self._rng = rng
+
+    def next(self) -> WsFrameFault:
+        """Decide the fault for the next market frame (two draws, whatever the settings)."""
+        u, v = self._rng.random(), self._rng.random()
+        s = self._board.settings
+        return WsFrameFault(duplicate=u < s.ws_duplicate, reorder=v < s.ws_reorder)
+
+
 class FaultSwitchboard:
-    """Deterministic fault decisions for REST requests and archive files, from one seed."""
+    """Deterministic fault decisions for REST requests, archive files and streams."""
 
     def __init__(self, settings: FaultSettings, seed: int) -> None:
         self._settings = parse_settings(msgspec.to_builtins(settings))
         self._seed = seed
         self._streams = {v: random.Random(f"{seed}:faults:{v.value}") for v in Venue}
+        self._ws_connections: Counter[str] = Counter()
 
     @property
     def settings(self) -> FaultSettings:
@@ -207,6 +246,12 @@ class FaultSwitchboard:
             chosen = s.malformed_kinds[int(v * len(s.malformed_kinds))]
             return RequestFault("malformed", malformed=chosen, position=w)
         return NO_FAULT
+
+    def ws_stream(self, venue: str) -> WsFaultStream:
+        """Return the frame decisions of a new connection to `venue` (its own seeded stream)."""
+        index = self._ws_connections[venue]
+        self._ws_connections[venue] += 1
+        return WsFaultStream(self, random.Random(f"{self._seed}:ws:{venue}:{index}"))
 
     def archive(self, name: str) -> ArchiveFault:
         """Decide how the archive file `name` (a path or file name; zip or .CHECKSUM) is served."""

@@ -5,12 +5,17 @@ The real venues live on different hosts, but their paths never collide (`/api/v3
 pointed at it by the `CANDLEVAULT_*_URL` lines that `SimServer.env()` returns. The
 controls let tests and benchmarks drive the world: the clock (`/_sim/clock`), the
 fault switchboard (`/_sim/faults`) and the request ledger (`/_sim/stats`).
+`POST /_sim/ws/drop` closes every open WebSocket now (code 1001) and answers
+`{"dropped": <how many>}`; the periodic and per-frame stream faults are settings of
+`/_sim/faults` (`ws_*`, see faults.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 
 import msgspec
@@ -37,10 +42,12 @@ def create_app(world: SimWorld, hub: WsHub | None = None) -> web.Application:
     for path, handler in (*ws_binance.routes(world, hub), *ws_bybit.routes(world, hub)):
         app.router.add_get(path, handler)
     app.on_shutdown.append(_close_streams)
+    app.cleanup_ctx.append(_periodic_drops)
     app.router.add_get("/_sim/clock", _control(lambda w, _: w.clock.state()))
     app.router.add_post("/_sim/clock", _control(lambda w, body: w.clock.apply(body)))
     app.router.add_get("/_sim/faults", _control(lambda w, _: w.faults.settings))
     app.router.add_post("/_sim/faults", _control(lambda w, body: w.faults.update(body)))
+    app.router.add_post("/_sim/ws/drop", _drop_streams)
     app.router.add_get("/_sim/stats", _control(lambda w, _: _stats(w, hub)))
     app.router.add_post("/_sim/stats/reset", _control(lambda w, _: _reset_stats(w, hub)))
     return app
@@ -49,6 +56,19 @@ def create_app(world: SimWorld, hub: WsHub | None = None) -> web.Application:
 async def _close_streams(app: web.Application) -> None:
     # Stream handlers only end when their socket closes; without this, shutdown waits.
     await app[HUB].drop_all(b"server shutdown")
+
+
+async def _periodic_drops(app: web.Application) -> AsyncIterator[None]:
+    world, hub = app[WORLD], app[HUB]
+    task = asyncio.create_task(hub.drop_every(lambda: world.faults.settings.ws_drop_every_s))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _drop_streams(request: web.Request) -> web.Response:
+    return _json({"dropped": await request.app[HUB].drop_all()})
 
 
 def _stats(world: SimWorld, hub: WsHub) -> object:

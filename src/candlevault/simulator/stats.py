@@ -14,7 +14,9 @@ All five venue keys are always present, and each venue's status counts always ho
 index them without checking. Archive requests are counted per directory of the
 data.binance.vision tree rather than per file (`/data/spot/daily/klines/*.zip`,
 `.../*.CHECKSUM` apart), and their candles are the rows of the files served. "ws" is
-the real-time work's, empty until then.
+empty here; the server fills it with the WebSocket hub's counts per venue (`WsStats`:
+connections, open, messages, received, pings, pong_timeouts, disconnects, and the
+faults' dropped, duplicated, reordered, silenced).
 """
 
 from __future__ import annotations

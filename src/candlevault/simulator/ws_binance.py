@@ -329,6 +329,6 @@ def _handler(
         now = world.now_ms()
         for name in filter(None, text.split("/")):
             session.subscribe(name, now)  # names that are no stream are ignored, as Binance does
-        return await hub.serve(request, venue.value, session, world.now_ms)
+        return await hub.serve(request, venue.value, session, world.now_ms, world.faults)
 
     return handle

@@ -241,7 +241,8 @@ def routes(world: SimWorld, hub: WsHub) -> list[tuple[str, Handler]]:
 
     def handler(venue: Venue) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
-            return await hub.serve(request, venue.value, BybitSession(world, venue), world.now_ms)
+            session = BybitSession(world, venue)
+            return await hub.serve(request, venue.value, session, world.now_ms, world.faults)
 
         return handle
 

@@ -17,6 +17,14 @@ replayed either (an exchange does not replay history on its stream).
 Heartbeats run in *wall* time, as Binance's do: a ping every `ping_every_s` (20 s),
 disconnect when no pong came within `pong_within_s` (60 s), and cut every connection
 after `max_age_s` (24 h). `WsTimings` lets tests shrink them.
+
+WebSocket faults (`/_sim/faults`, see faults.py) act on market frames only, never on
+control replies or heartbeats: `ws_silent` has the pump keep asking the session (so the
+cursors move on) and send nothing; `FrameShaper` sends a share of frames twice and holds
+a share back until the next market frame (on this connection, maybe a tick later), from
+the connection's seeded `WsFaultStream`; `drop_all` is `POST /_sim/ws/drop`, and
+`drop_every` runs it every `ws_drop_every_s` wall seconds. The "ws" stats count what
+they did: `dropped` connections, `duplicated`, `reordered` and `silenced` frames.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,6 +40,7 @@ from aiohttp import WSMsgType, web
 
 from candlevault.domain.trades import Trade
 from candlevault.simulator.binance_trades import AggTrade, aggregate, minute_trades
+from candlevault.simulator.faults import FaultSwitchboard, WsFrameFault
 from candlevault.simulator.market import MINUTE_MS, VenueMarket
 from candlevault.simulator.world import SimWorld
 
@@ -72,6 +82,9 @@ class WsStats:
     disconnects: Counter[str] = field(default_factory=Counter)
     pong_timeouts: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    duplicated: Counter[str] = field(default_factory=Counter)
+    reordered: Counter[str] = field(default_factory=Counter)
+    silenced: Counter[str] = field(default_factory=Counter)
 
     def reset(self) -> None:
         """Clear every count but the open connections (a gauge, not a count)."""
@@ -83,7 +96,7 @@ class WsStats:
         """Return the counts as JSON-ready dicts."""
         names = (
             "connections", "open", "messages", "received", "pings", "pong_timeouts",
-            "disconnects", "dropped",
+            "disconnects", "dropped", "duplicated", "reordered", "silenced",
         )  # fmt: skip
         return {name: dict(sorted(getattr(self, name).items())) for name in names}
 
@@ -98,14 +111,35 @@ class WsHub:
 
     async def drop_all(self, message: bytes = b"simulated drop") -> int:
         """Close every open connection now (code 1001, going away); return how many."""
-        sockets = list(self._open.items())
-        for ws, venue in sockets:
+        sockets = [(ws, venue) for ws, venue in self._open.items() if not ws.closed]
+        for _, venue in sockets:
             self.stats.dropped[venue] += 1
-            await ws.close(code=1001, message=message)
+        await asyncio.gather(*(ws.close(code=1001, message=message) for ws, _ in sockets))
         return len(sockets)
 
+    async def drop_every(self, every_s: Callable[[], float], poll_s: float = 0.05) -> None:
+        """Run `drop_all` every `every_s()` wall seconds (0: never) until cancelled.
+
+        The period is read again at each poll; a new period counts from when it was seen.
+        """
+        period, last = 0.0, time.monotonic()
+        while True:
+            left = last + period - time.monotonic() if period > 0 else poll_s
+            await asyncio.sleep(max(0.0, min(poll_s, left)))
+            current, moment = every_s(), time.monotonic()
+            if current != period:
+                period, last = current, moment
+            elif period > 0 and moment - last >= period:
+                last = moment
+                await self.drop_all(b"simulated periodic drop")
+
     async def serve(
-        self, request: web.Request, venue: str, session: Session, now: _Now
+        self,
+        request: web.Request,
+        venue: str,
+        session: Session,
+        now: _Now,
+        faults: FaultSwitchboard,
     ) -> web.WebSocketResponse:
         """Run one accepted connection until either side closes it."""
         ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
@@ -116,7 +150,7 @@ class WsHub:
         self.stats.open[venue] += 1
         try:
             async with asyncio.TaskGroup() as tasks:
-                pump = tasks.create_task(self._pump(ws, venue, session, now))
+                pump = tasks.create_task(self._pump(ws, venue, session, now, faults))
                 beat = tasks.create_task(self._heartbeat(ws, venue, pongs))
                 await self._read(ws, venue, session, now, pongs)
                 pump.cancel()
@@ -146,13 +180,28 @@ class WsHub:
                 pongs[0] = time.monotonic()
 
     async def _pump(
-        self, ws: web.WebSocketResponse, venue: str, session: Session, now: _Now
+        self,
+        ws: web.WebSocketResponse,
+        venue: str,
+        session: Session,
+        now: _Now,
+        faults: FaultSwitchboard,
     ) -> None:
+        shaper = FrameShaper(faults.ws_stream(venue).next)
+        stats = self.stats
         while not ws.closed:
             frames = session.due(now())
+            if faults.settings.ws_silent:
+                _count(stats.silenced, venue, len(frames) + shaper.discard())
+                frames = []
+            else:
+                frames = shaper.shape(frames)
+                _count(stats.duplicated, venue, shaper.duplicated)
+                _count(stats.reordered, venue, shaper.reordered)
+                shaper.duplicated = shaper.reordered = 0
             for frame in frames:
                 await ws.send_str(frame)
-            self.stats.messages[venue] += len(frames)
+            stats.messages[venue] += len(frames)
             await asyncio.sleep(TICK_S)
 
     async def _heartbeat(self, ws: web.WebSocketResponse, venue: str, pongs: list[float]) -> None:
@@ -170,6 +219,54 @@ class WsHub:
             else:
                 await ws.ping(str(int(moment * 1000)).encode())
                 self.stats.pings[venue] += 1
+
+
+class FrameShaper:
+    """Apply one connection's duplicate/reorder decisions to its market frames.
+
+    Each frame takes one decision, in order. A frame to duplicate is sent twice in a
+    row; a frame to reorder is held back and sent right after the next frame (which then
+    takes no reorder decision of its own), even when that comes in a later batch.
+    `duplicated` and `reordered` count what was done since the caller last cleared them.
+    """
+
+    def __init__(self, decide: Callable[[], WsFrameFault]) -> None:
+        self._decide = decide
+        self._held: tuple[str, bool] | None = None  # (frame, duplicate it)
+        self.duplicated = 0
+        self.reordered = 0
+
+    def shape(self, frames: list[str]) -> list[str]:
+        """Return what to send for `frames`, the frame held from before included."""
+        out: list[str] = []
+        for frame in frames:
+            fault = self._decide()
+            if self._held is not None:
+                self._emit(out, frame, fault.duplicate)
+                self._emit(out, *self._held)
+                self._held = None
+                self.reordered += 1
+            elif fault.reorder:
+                self._held = (frame, fault.duplicate)
+            else:
+                self._emit(out, frame, fault.duplicate)
+        return out
+
+    def discard(self) -> int:
+        """Forget the frame held back, if any; return how many were forgotten (0 or 1)."""
+        held, self._held = self._held, None
+        return 0 if held is None else 1
+
+    def _emit(self, out: list[str], frame: str, duplicate: bool) -> None:
+        out.append(frame)
+        if duplicate:
+            out.append(frame)
+            self.duplicated += 1
+
+
+def _count(counter: Counter[str], venue: str, n: int) -> None:
+    if n:  # a venue appears in a count once something happened
+        counter[venue] += n
 
 
 class _Now(Protocol):

@@ -61,11 +61,15 @@ async def running(
 
 @dataclass
 class Feed:
-    """Every text frame one connection received, decoded, and the close if it came."""
+    """Every text frame one connection received, decoded, and the close if it came.
+
+    `pongs` counts the pongs seen, which aiohttp only hands over with `autoping=False`.
+    """
 
     ws: aiohttp.ClientWebSocketResponse
     frames: list[Any] = field(default_factory=list)
     closed: bool = False
+    pongs: int = 0
 
     async def send(self, message: object) -> None:
         """Send one JSON message."""
@@ -89,6 +93,8 @@ async def _read(feed: Feed) -> None:
     async for msg in feed.ws:
         if msg.type is aiohttp.WSMsgType.TEXT:
             feed.frames.append(orjson.loads(msg.data))
+        elif msg.type is aiohttp.WSMsgType.PONG:
+            feed.pongs += 1
     feed.closed = True
 
 
