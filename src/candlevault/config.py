@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     gap_monitor_s: float = 300.0  # how often serve repairs the tracked symbols' gaps
     gap_settle_s: float = 120.0  # minutes this recent are left to the read path's refreshes
     clock_sync_s: float = 60.0  # how often the exchange clocks' offsets are measured again
+    # serve streams its tracked symbols' trades over WebSocket: opt-in while the
+    # real-time work (issue 8) is being finished
+    streams: bool = False
+    stream_silence_s: float = 30.0  # a feed quiet this long (wall) is reconnected
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """Keep passwords in the Redis and MongoDB URLs out of logs and tracebacks."""
@@ -182,7 +186,9 @@ class Settings(BaseSettings):
             raise _invalid(e) from e
         return value
 
-    @field_validator("forming_ttl_s", "gap_monitor_s", "gap_settle_s", "clock_sync_s")
+    @field_validator(
+        "forming_ttl_s", "gap_monitor_s", "gap_settle_s", "clock_sync_s", "stream_silence_s"
+    )
     @classmethod
     def _check_seconds(cls, value: float) -> float:
         if not value > 0:

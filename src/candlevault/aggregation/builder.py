@@ -203,15 +203,18 @@ class CandleBuilder:
     # --- closing -----------------------------------------------------------------
 
     def advance(self, now_ms: int, alive_until_ms: int) -> Closing:
-        """Close every minute that ended at or before `now_ms - grace`; return what closed,
-        what is unknown and the late trades seen since the last call."""
+        """Close every minute that ended at or before `now_ms - grace`, or before
+        `alive_until_ms` (a later message came); return what closed, what is unknown and
+        the late trades seen since the last call."""
         if not self._begun:
             self._begin(now_ms)
         if now_ms > self._now_ms:
             self._now_ms = now_ms
         out = Closing(late=self._late)
         self._late = []
-        limit = now_ms - self._grace_ms
+        # A message stamped past a minute's end proves the (ordered) feed has sent every
+        # trade of it: it closes then; without one, only after the grace.
+        limit = max(now_ms - self._grace_ms, min(alive_until_ms, now_ms))
         minute: int = self._closed_through_ms  # type: ignore[assignment]  # set by _begin
         while minute + MINUTE_MS <= limit:
             self._close_minute(minute, alive_until_ms >= minute + MINUTE_MS, out)
@@ -283,6 +286,17 @@ class CandleBuilder:
         if self._closed_through_ms is None:
             return None
         return self._open_candle(tf, self.current_minute_ms(), self._open_minutes())
+
+    def pending(self, now_ms: int) -> list[Candle]:
+        """The traded minutes that are over by `now_ms` but not closed by `advance` yet
+        (within the grace, no later message yet), as they stand, flagged closed."""
+        if self._closed_through_ms is None:
+            return []
+        return [
+            msgspec.structs.replace(c, closed=True)
+            for c in self._open_minutes()
+            if c.open_time_ms + MINUTE_MS <= now_ms
+        ]
 
     def open_candles(self) -> dict[Timeframe, Candle]:
         """Return the open candle of every maintained timeframe that has one."""

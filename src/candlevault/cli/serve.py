@@ -131,13 +131,8 @@ async def _start_simulator(speed: float) -> tuple[Any, dict[str, str]]:
 
     server = SimServer(SimWorld(SimConfig(speed=speed)), "127.0.0.1", 0)
     await server.start()
-    urls = {
-        "binance_rest_url": server.url,
-        "binance_usdm_rest_url": server.url,
-        "binance_archive_url": server.url,
-        "bybit_rest_url": server.url,
-        "clock_url": f"{server.url}/_sim/clock",
-    }
+    prefix = "CANDLEVAULT_"
+    urls = {name.removeprefix(prefix).lower(): url for name, url in server.env().items()}
     typer.echo(f"simulator on {server.url}", err=True)
     return server, urls
 

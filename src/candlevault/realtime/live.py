@@ -63,8 +63,10 @@ class LiveCandles:
         *,
         grace_ms: int = 2000,
         tick_s: float = 0.25,
+        stale_ms: int = 15_000,
     ) -> None:
         self.ingestor = ingestor
+        self.stale_ms = stale_ms
         self.clock_of = clock_of
         self.repair = repair
         self.grace_ms = grace_ms
@@ -120,6 +122,18 @@ class LiveCandles:
             self._settle(venue, symbol, live, builder.advance(alive + self.grace_ms, alive))
         self._down_from[venue] = alive  # `connected` repairs from here
 
+    def gap(self, venue: Venue, start_ms: int, end_ms: int) -> None:
+        """The venue's feed lost what happened between its events at `start_ms` and
+        `end_ms` (a reconnect): end the builders' stretch at `start_ms`, start new ones at
+        `end_ms`, and repair the minutes between from REST."""
+        self._alive[venue] = start_ms
+        self.broken(venue)
+        self.connected(venue, end_ms)
+
+    def is_up(self, venue: Venue) -> bool:
+        """Whether the venue's feed is up (its builders running)."""
+        return venue in self._up
+
     def on_trades(self, venue: Venue, symbol: str, trades: Sequence[Trade]) -> None:
         """Fold trades of `symbol` (arrival order)."""
         live = self._symbols.get((venue, symbol))
@@ -141,10 +155,19 @@ class LiveCandles:
         live = self._symbols.get((venue, symbol))
         if live is None or live.builder is None:
             return None
+        if now_ms - self._alive.get(venue, 0) > self.stale_ms:
+            return None  # nothing heard for a while: the feed may be down, ask the exchange
         candle = live.builder.open_candle(M1)
         if candle is not None and candle.open_time_ms != now_ms - now_ms % MINUTE_MS:
             candle = None  # the minute has closed and nothing traded in the new one yet
         return (candle,)
+
+    def pending(self, venue: Venue, symbol: str, now_ms: int) -> list[Candle]:
+        """Minutes over that the symbol's stream has not closed yet (see the builder)."""
+        live = self._symbols.get((venue, symbol))
+        if live is None or live.builder is None:
+            return []
+        return live.builder.pending(now_ms)
 
     def health(self) -> dict[str, object]:
         """Per venue: up or not, and how far its feed is proven alive."""
@@ -178,14 +201,20 @@ class LiveCandles:
 
     async def tick(self) -> None:
         """Advance every live builder to its venue's exchange time; write what closed."""
-        for (venue, symbol), live in list(self._symbols.items()):
-            if live.builder is None:
-                continue
-            now = self.clock_of(venue).now_ms()
-            closing = live.builder.advance(now, self._alive.get(venue, 0))
-            if closing.candles:
-                await self._write(venue, symbol, closing.candles, now)
-            self._settle(venue, symbol, live, closing)
+        for venue, symbol in list(self._symbols):
+            await self.settle(venue, symbol)
+
+    async def settle(self, venue: Venue, symbol: str) -> None:
+        """Advance one symbol's builder now and write what closed: the read path calls
+        it first, so a minute the stream has finished is stored, not fetched."""
+        live = self._symbols.get((venue, symbol))
+        if live is None or live.builder is None:
+            return
+        now = self.clock_of(venue).now_ms()
+        closing = live.builder.advance(now, self._alive.get(venue, 0))
+        if closing.candles:
+            await self._write(venue, symbol, closing.candles, now)
+        self._settle(venue, symbol, live, closing)
 
     async def _write(self, venue: Venue, symbol: str, candles: list[Candle], now: int) -> None:
         try:

@@ -40,6 +40,11 @@ RequestHook = Callable[[Venue, str, int], None]  # (venue, symbol, weight) per r
 class FormingSource(Protocol):
     """Where the read path gets a series' open candle."""
 
+    def pending(self, venue: Venue, symbol: str, now_ms: int) -> list[Candle]:
+        """1m candles that are over but not stored yet (a stream's grace): the read path
+        serves them and does not fetch their minutes."""
+        ...
+
     async def candle(
         self, venue: Venue, info: SymbolInfo, tf: Timeframe, now_ms: int, *, refresh: bool
     ) -> Candle | None:
@@ -54,6 +59,15 @@ class LiveMinutes(Protocol):
     def minute(self, venue: Venue, symbol: str, now_ms: int) -> tuple[Candle | None] | None:
         """Return (the open 1m candle or None if nothing traded yet) while the symbol is
         streamed and its feed is up; None when it is not (the exchange is asked then)."""
+        ...
+
+    async def settle(self, venue: Venue, symbol: str) -> None:
+        """Store the minutes the symbol's stream has finished (before a read judges what
+        is missing)."""
+        ...
+
+    def pending(self, venue: Venue, symbol: str, now_ms: int) -> list[Candle]:
+        """Minutes over that the stream holds within its grace, not stored yet."""
         ...
 
 
@@ -95,6 +109,8 @@ class ExchangeForming:
         self, venue: Venue, info: SymbolInfo, tf: Timeframe, now_ms: int, *, refresh: bool
     ) -> Candle | None:
         """Return the open candle of `tf` (see the module docstring)."""
+        if refresh and self.live is not None:  # what the stream has finished gets stored
+            await self.live.settle(venue, info.symbol)
         streamed = None if self.live is None else self.live.minute(venue, info.symbol, now_ms)
         if streamed is None:  # not streamed (or the stream is down): the exchange's newest
             minute = await self._polled(venue, info, now_ms, refresh)
@@ -104,6 +120,12 @@ class ExchangeForming:
             return minute
         part, whole, inception = await self._stored_part(venue, info, tf, now_ms)
         return forming_candle(part, minute, tf, inception_ms=inception, complete=whole)
+
+    def pending(self, venue: Venue, symbol: str, now_ms: int) -> list[Candle]:
+        """The streamed minutes over but within the stream's grace (none when polled)."""
+        if self.live is None or self.live.minute(venue, symbol, now_ms) is None:
+            return []
+        return self.live.pending(venue, symbol, now_ms)
 
     async def _polled(
         self, venue: Venue, info: SymbolInfo, now_ms: int, refresh: bool

@@ -131,7 +131,13 @@ class CandleService:
             await self._refresh(venue, info, now, result)
             coverage = self.ingestor.known_coverage(venue, symbol) or coverage
         span = window.minutes(coverage.inception_ms, now)
-        coverage = await self._complete(venue, symbol, span, coverage, now, strategy, result)
+        # Minutes a stream has finished but holds within its grace: served, not fetched.
+        pending = self.forming.pending(venue, symbol, now) if window.reaches_forming else []
+        pending = [c for c in pending if not coverage.present.contains(c.open_time_ms)]
+        held = _held_by_stream(pending)
+        coverage = await self._complete(
+            venue, symbol, _before(span, held), coverage, now, strategy, result
+        )
         for _ in range(MAX_WIDENINGS):  # an outage in a newest window: reach past it
             wider = widen(
                 window, coverage.empty, limit - window.reaches_forming, coverage.inception_ms
@@ -140,7 +146,9 @@ class CandleService:
                 break
             window = result.window = wider
             span = window.minutes(coverage.inception_ms, now)
-            coverage = await self._complete(venue, symbol, span, coverage, now, strategy, result)
+            coverage = await self._complete(
+                venue, symbol, _before(span, held), coverage, now, strategy, result
+            )
         forming_row = None
         if window.reaches_forming:  # folded after the fill: its bucket's minutes are stored
             forming_row = await self._forming(venue, info, tf, now, result)
@@ -148,7 +156,9 @@ class CandleService:
         if last_closed >= window.first_ms:
             room = limit - (forming_row is not None)
             result.rows = await self._closed(info, window, last_closed, room, coverage, now, result)
-        result.missing = coverage.missing(span, now)
+            if pending and tf is M1:
+                result.rows = _with_pending(result.rows, pending, info, window, room)
+        result.missing = coverage.missing(span, now) - held
         result.empty = coverage.empty.clip(*span)
         if forming_row is not None:
             result.rows.append(forming_row)
@@ -318,6 +328,26 @@ class CandleService:
         if len(rows) > room:
             rows = rows[-room:] if newest else rows[:room]
         return rows
+
+
+def _held_by_stream(pending: list[Candle]) -> SpanSet:
+    """The minutes of the pending candles."""
+    return SpanSet.from_open_times(c.open_time_ms for c in pending)
+
+
+def _before(span: tuple[int, int], held: SpanSet) -> tuple[int, int]:
+    """The part of `span` before the first minute a stream holds (never fetched)."""
+    first = held.first
+    return span if first is None else (span[0], max(span[0], min(span[1], first[0])))
+
+
+def _with_pending(
+    rows: list[bytes], pending: list[Candle], info: SymbolInfo, window: ReadWindow, room: int
+) -> list[bytes]:
+    """The stored 1m rows followed by the pending ones inside the window."""
+    inside = [c for c in pending if window.first_ms <= c.open_time_ms <= window.last_ms]
+    rows = rows + [render_candle(c, info.precision) for c in inside]
+    return rows[-room:] if window.newest else rows[:room]
 
 
 def _closed_only(columns: CandleColumns) -> CandleColumns:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import msgspec
 
 from candlevault.bootstrap.gaps import GapReport, monitor, scan
 from candlevault.bootstrap.runner import AnomalyLog, Bootstrap, Progress
@@ -26,14 +27,17 @@ from candlevault.bootstrap.wiring import ClientStacks, exchange_clock, open_stor
 from candlevault.cache.ports import HotCache
 from candlevault.cache.retention import Retention, parse_retention
 from candlevault.config import Settings
-from candlevault.domain.clock import AnchoredClock
+from candlevault.domain.clock import AnchoredClock, Clock
 from candlevault.domain.coverage import Coverage
 from candlevault.domain.errors import CandlevaultError
+from candlevault.domain.spans import Span
 from candlevault.domain.symbols import Instrument
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.binance.archive_client import BinanceArchiveClient
 from candlevault.exchanges.ports import SymbolInfo
 from candlevault.ingest.writer import Ingestor
+from candlevault.realtime.live import LiveCandles
+from candlevault.realtime.supervisor import StreamSupervisor
 from candlevault.service.forming import ExchangeForming
 from candlevault.service.hot_writer import HotWriter
 from candlevault.service.jobs import JobBoard, JobStatus
@@ -80,11 +84,13 @@ class Runtime:
         self.venues = Venues(self._clock_of, self.stacks.client, settings.data_dir)
         self.hot_writer = HotWriter(hot, self.retention, self._known_info, self.now_ms)
         self.ingestor = Ingestor(store, [self.hot_writer.written])
+        self.live = LiveCandles(self.ingestor, self._clock, self._repair)
         self.forming = ExchangeForming(
             self.venues,
             self.ingestor,
             ttl_ms=round(settings.forming_ttl_s * 1000),
             on_request=self._forming_request,
+            live=self.live if settings.streams else None,
         )
         self.candles = CandleService(
             self.venues,
@@ -103,6 +109,7 @@ class Runtime:
         self._runners: dict[Venue, Bootstrap] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._venues_served: set[Venue] = set()
+        self.streams: dict[Venue, StreamSupervisor] = {}
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
@@ -122,6 +129,8 @@ class Runtime:
         for venue in sorted({i.venue for i in self.tracked.all()}):
             self._serve_venue(venue)
         self._tasks.append(asyncio.create_task(self._resync_clocks()))
+        if self.settings.streams:
+            self._tasks.append(asyncio.create_task(self.live.run()))
 
     def track(self, items: list[Instrument]) -> list[Instrument]:
         """Track `items`: bootstrap each new one and keep its venue's gaps monitored."""
@@ -131,9 +140,21 @@ class Runtime:
                 for item in added:
                     if item.venue is venue:
                         self.bootstrap(item)
+                        self._tasks.append(asyncio.create_task(self._stream(item)))
             else:
                 self._serve_venue(venue)  # it bootstraps the venue's tracked symbols
         return added
+
+    async def untrack(self, item: Instrument) -> bool:
+        """Stop tracking `item`: its jobs and its stream stop, its history stays."""
+        if not self.tracked.remove(item):
+            return False
+        self.jobs.cancel(item)
+        self.live.untrack(item.venue, item.symbol)
+        stream = self.streams.get(item.venue)
+        if stream is not None:
+            await stream.unsubscribe(item.symbol)
+        return True
 
     def _serve_venue(self, venue: Venue) -> None:
         self._venues_served.add(venue)
@@ -225,6 +246,19 @@ class Runtime:
             max_candles_per_request=1000 if client is None else client.max_klines,
         )
 
+    def stream_health(self, venue: Venue) -> dict[str, object]:
+        """The venue's stream: connected, last message age, reconnects, gaps, and the
+        minutes its builders closed or left to REST (`{"state": "off"}` when not run)."""
+        stream = self.streams.get(venue)
+        if stream is None:
+            return {"state": "off" if not self.settings.streams else "starting"}
+        health: dict[str, object] = msgspec.to_builtins(stream.health())
+        health["state"] = "up" if self.live.is_up(venue) else "down"
+        health.update(
+            {k: v for k, v in self.live.health().items() if k != "venues"}  # minute counts
+        )
+        return health
+
     def held_symbols(self, venue: Venue) -> list[str]:
         """The venue's symbols candlevault holds: tracked ones and any it has read or
         written history of since it started."""
@@ -256,6 +290,8 @@ class Runtime:
                 delay = min(delay * 2, 60.0)
         for symbol in self.tracked.of(venue):
             self.bootstrap(Instrument(venue, symbol))
+        if self.settings.streams:
+            await self._start_stream(venue)
         runner = await self.runner(venue)
         await monitor(
             runner,
@@ -265,6 +301,66 @@ class Runtime:
             settle_ms=round(self.settings.gap_settle_s * 1000),
             on_fill=lambda done: self._count(done, "fill"),
         )
+
+    async def _start_stream(self, venue: Venue) -> None:
+        """Stream the venue's tracked symbols' trades into their builders."""
+        catalog = await self.venues.catalog(venue)
+        symbols = {}
+        for symbol in self.tracked.of(venue):
+            info = catalog.symbols.get(symbol)
+            if info is not None:
+                inception = (await self.ingestor.coverage(venue, symbol)).inception_ms
+                self.live.track(venue, info, inception)
+                symbols[symbol] = info.precision
+        live = self.live
+
+        def on_alive(event_ms: int) -> None:
+            if not live.is_up(venue):
+                live.connected(venue, event_ms)
+            live.on_alive(venue, event_ms)
+
+        supervisor = StreamSupervisor(
+            venue,
+            self._stream_url(venue),
+            symbols,
+            session=self.session,
+            on_trades=lambda symbol, trades: live.on_trades(venue, symbol, trades),
+            on_alive=on_alive,
+            on_gap=lambda start, end: live.gap(venue, start, end),
+            silence_s=self.settings.stream_silence_s,
+        )
+        self.streams[venue] = supervisor
+        self._tasks.append(asyncio.create_task(supervisor.run()))
+
+    async def _stream(self, item: Instrument) -> None:
+        """Add a newly tracked symbol to its venue's running stream."""
+        stream = self.streams.get(item.venue)
+        if stream is None:
+            return
+        info = await self.venues.info(item.venue, item.symbol)
+        inception = (await self.ingestor.coverage(item.venue, item.symbol)).inception_ms
+        self.live.track(item.venue, info, inception)
+        await stream.subscribe(item.symbol, info.precision)
+
+    def _stream_url(self, venue: Venue) -> str:
+        settings = self.settings
+        return {
+            Venue.BINANCE: settings.binance_ws_url,
+            Venue.BINANCE_USDM: settings.binance_usdm_ws_url,
+            Venue.BYBIT_SPOT: settings.bybit_spot_ws_url,
+            Venue.BYBIT_LINEAR: settings.bybit_linear_ws_url,
+        }[venue]
+
+    async def _repair(self, venue: Venue, symbol: str, span: Span, fresh: bool) -> None:
+        """Fetch a span the stream could not vouch for (the planner asks only for what
+        is missing, unless `fresh`: a late trade says the stored minute is wrong)."""
+        runner = await self.runner(venue)
+        done = await runner.fill(symbol, span, fresh=fresh)
+        self._count(done, "repair")
+
+    def _clock(self, venue: Venue) -> Clock:
+        link = self.venues.known_link(venue)
+        return link.clock if link is not None else _WallClock()
 
     def _busy(self, venue: Venue, symbol: str) -> bool:
         job = self.jobs.get(BOOTSTRAP, Instrument(venue, symbol))
@@ -286,3 +382,10 @@ class Runtime:
     def _known_info(self, venue: Venue, symbol: str) -> SymbolInfo | None:
         catalog = self.venues.known_catalog(venue)
         return None if catalog is None else catalog.symbols.get(symbol)
+
+
+class _WallClock:
+    """Wall time, for a venue whose exchange clock is not known yet."""
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)

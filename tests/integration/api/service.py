@@ -110,6 +110,9 @@ def sim_settings(sim: Sim, data_dir: Path, **overrides: Any) -> Settings:
         "bybit_rest_url": url,
         "clock_url": f"{url}/_sim/clock",
         "admin_token": TOKEN,
+        # Streams are tested on their own (test_streams.py): these tests count the
+        # exchange's REST requests and run the simulator paused.
+        "streams": False,
     }
     values.update(overrides)
     return load_settings(**values)

@@ -71,10 +71,9 @@ async def remove_symbol(
 ) -> dict[str, Any]:
     """Stop tracking `symbol` and cancel its jobs; its stored history is kept."""
     item = Instrument(venue_or_default(runtime, venue), parse_symbol(symbol))
-    if not runtime.tracked.remove(item):
+    if not await runtime.untrack(item):
         raise HTTPException(404, f"{item} is not tracked")
-    cancelled = runtime.jobs.cancel(item)
-    return {"removed": str(item), "jobs_cancelled": cancelled}
+    return {"removed": str(item)}
 
 
 @router.post("/bootstrap/{symbol}", status_code=202, summary="Bootstrap a symbol's history")

@@ -15,7 +15,6 @@ from candlevault.domain.timeframes import venue_timeframes
 from candlevault.service.runtime import BOOTSTRAP
 
 router = APIRouter(tags=["system"])
-STREAM_STATE = "none"  # WebSocket streams are not run yet: REST refreshes keep symbols current
 
 
 @router.get("/healthz", summary="Liveness and degradations")
@@ -61,7 +60,7 @@ async def data_health(runtime: RuntimeDep) -> dict[str, Any]:
             "symbol": symbol,
             "inception_ms": coverage.inception_ms,
             "bootstrap": None if job is None else job.state,
-            "stream": STREAM_STATE,
+            "stream": runtime.stream_health(venue),
         }
         if report is not None:
             expected = (report.end_ms - report.start_ms) // 60_000

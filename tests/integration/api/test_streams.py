@@ -1,0 +1,81 @@
+"""The service with its streams up: trades become the stored candles and the open one,
+with no REST request for either."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from candlevault.domain.times import parse_time_ms
+from tests.integration.api.service import Service, running_service, track
+from tests.integration.api.test_candles import sim_klines
+from tests.integration.exchanges.venues import Sim, running_sim
+from tests.support.waiting import eventually
+
+MINUTE = 60_000
+SPEED = 60.0  # a sim minute a wall second
+START = parse_time_ms("2024-01-15T12:00:00Z")
+
+
+def stream_settings(sim: Sim) -> dict[str, Any]:
+    env = sim.server.env()
+    return {
+        "streams": True,
+        "binance_ws_url": env["CANDLEVAULT_BINANCE_WS_URL"],
+        "binance_usdm_ws_url": env["CANDLEVAULT_BINANCE_USDM_WS_URL"],
+        "bybit_ws_url": env["CANDLEVAULT_BYBIT_WS_URL"],
+        "bootstrap_since": START - 60 * MINUTE,
+        "gap_monitor_s": 3600.0,
+    }
+
+
+async def stored_minutes(service: Service, first: int, count: int) -> list[list[Any]]:
+    status, body = await service.get(
+        "/api/v1/market/candles/ETHUSDT/1m",
+        start_time=first,
+        limit=count,
+        cache_strategy="cache_only",
+    )
+    assert status == 200, body
+    assert body["complete"], body
+    rows: list[list[Any]] = body["candles"]
+    return rows
+
+
+async def kline_requests(sim: Sim) -> int:
+    stats = await sim.stats()
+    return int(stats["venues"]["binance"]["requests"].get("/api/v3/klines", 0))
+
+
+async def test_streamed_trades_become_the_stored_and_the_open_candles(tmp_path: Path) -> None:
+    async with running_sim(paused=False, speed=SPEED, start_ms=START) as sim:
+        settings = stream_settings(sim)
+        async with running_service(sim, tmp_path, **settings) as service:
+            await track(service)
+
+            async def streaming() -> int:
+                minute = sim.clock.now_ms() - sim.clock.now_ms() % MINUTE
+                status, body = await service.get("/api/v1/system/data-health")
+                assert status == 200
+                assert body["series"][0]["stream"]["connected"] is True
+                return minute
+
+            since = await eventually(streaming, timeout=15)
+            # Three whole minutes closed by the stream after it came up.
+            await eventually(lambda: sim.clock.now_ms() > since + 5 * MINUTE, timeout=15)
+            before = await kline_requests(sim)
+            status, newest = await service.get("/api/v1/market/candles/ETHUSDT/1m", limit=3)
+            assert status == 200, newest
+            assert newest["open_candle"] is True
+            assert "exchange" not in newest["layers"]
+            assert await kline_requests(sim) == before  # the open candle came from the stream
+
+            first = since + MINUTE
+            truth = await sim_klines(sim, symbol="ETHUSDT", interval="1m", startTime=first, limit=3)
+
+            async def written() -> list[list[Any]]:
+                rows = await stored_minutes(service, first, 3)
+                assert rows == [row[:11] for row in truth]
+                return rows
+
+            await eventually(written, timeout=15)
