@@ -203,18 +203,15 @@ class CandleBuilder:
     # --- closing -----------------------------------------------------------------
 
     def advance(self, now_ms: int, alive_until_ms: int) -> Closing:
-        """Close every minute that ended at or before `now_ms - grace`, or before
-        `alive_until_ms` (a later message came); return what closed, what is unknown and
-        the late trades seen since the last call."""
+        """Close every minute that ended at or before `now_ms - grace`; return what closed,
+        what is unknown and the late trades seen since the last call."""
         if not self._begun:
             self._begin(now_ms)
         if now_ms > self._now_ms:
             self._now_ms = now_ms
         out = Closing(late=self._late)
         self._late = []
-        # A message stamped past a minute's end proves the (ordered) feed has sent every
-        # trade of it: it closes then; without one, only after the grace.
-        limit = max(now_ms - self._grace_ms, min(alive_until_ms, now_ms))
+        limit = now_ms - self._grace_ms
         minute: int = self._closed_through_ms  # type: ignore[assignment]  # set by _begin
         while minute + MINUTE_MS <= limit:
             self._close_minute(minute, alive_until_ms >= minute + MINUTE_MS, out)
