@@ -38,6 +38,7 @@ from candlevault.ingest.writer import Ingestor
 log = logging.getLogger(__name__)
 Repair = Callable[[Venue, str, Span, bool], Awaitable[None]]  # (venue, symbol, span, fresh)
 BYBIT = (Venue.BYBIT_SPOT, Venue.BYBIT_LINEAR)
+FIRST_LOOK_BACK_MS = 60 * MINUTE_MS
 
 
 class _Live:
@@ -100,15 +101,17 @@ class LiveCandles:
         """The venue's feed is (back) up: each symbol gets a builder from `now_ms`, and
         the minutes since the feed was last proven alive are repaired from REST."""
         self._up.add(venue)
-        down_from = self._down_from.pop(venue, None)
+        # After a drop: from where the feed was last proven alive. On the first connection:
+        # the hour before it (only the minutes not held are fetched: usually the few
+        # between the bootstrap and the stream's first message, often none).
+        down_from = self._down_from.pop(venue, now_ms - FIRST_LOOK_BACK_MS)
         self._alive[venue] = now_ms
         for (v, symbol), live in self._symbols.items():
             if v is not venue:
                 continue
             live.builder = self._builder(venue, live, start_ms=now_ms)
-            if down_from is not None:  # from the minute it broke in to the one it is back in
-                first = down_from - down_from % MINUTE_MS
-                self._repair(venue, symbol, (first, now_ms - now_ms % MINUTE_MS), False)
+            first = down_from - down_from % MINUTE_MS  # to the minute it is (back) up in
+            self._repair(venue, symbol, (first, now_ms - now_ms % MINUTE_MS), False)
 
     def broken(self, venue: Venue) -> None:
         """The venue's feed dropped: its builders' unbroken stretch ends here; what they

@@ -1,10 +1,12 @@
 """The service with its streams up: trades become the stored candles and the open one,
-with no REST request for either."""
+with no REST request for either, and a dropped feed is repaired from REST exactly."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from candlevault.domain.times import parse_time_ms
 from tests.integration.api.service import Service, running_service, track
@@ -79,3 +81,40 @@ async def test_streamed_trades_become_the_stored_and_the_open_candles(tmp_path: 
                 return rows
 
             await eventually(written, timeout=15)
+
+
+async def test_a_dropped_feed_is_repaired_from_rest(tmp_path: Path) -> None:
+    async with running_sim(paused=False, speed=SPEED, start_ms=START) as sim:
+        settings = stream_settings(sim)
+        async with running_service(sim, tmp_path, **settings) as service:
+            await track(service)
+
+            async def streaming() -> bool:
+                _, body = await service.get("/api/v1/system/data-health")
+                stream = body["series"][0]["stream"]
+                return stream["state"] == "up" and stream["last_event_ms"] is not None
+
+            await eventually(streaming, timeout=15)  # trades flowed before the drop
+            async with sim.session.post(sim.server.url + "/_sim/ws/drop") as reply:
+                assert orjson.loads(await reply.read())["dropped"] >= 1
+            dropped_at = sim.clock.now_ms()
+            await eventually(lambda: sim.clock.now_ms() > dropped_at + 4 * MINUTE, timeout=15)
+            first = dropped_at - dropped_at % MINUTE - MINUTE
+            truth = await sim_klines(sim, symbol="ETHUSDT", interval="1m", startTime=first, limit=4)
+
+            async def repaired() -> list[list[Any]]:
+                rows = await stored_minutes(service, first, 4)
+                assert rows == [row[:11] for row in truth]
+                return rows
+
+            await eventually(repaired, timeout=30)
+
+            async def reconnected() -> dict[str, Any]:
+                _, health = await service.get("/api/v1/system/data-health")
+                stream: dict[str, Any] = health["series"][0]["stream"]
+                assert stream["reconnects"] >= 1
+                assert stream["gaps"] >= 1  # reported with the first event after it
+                return stream
+
+            stream = await eventually(reconnected, timeout=30)
+    assert stream["state"] == "up"

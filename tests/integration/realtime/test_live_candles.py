@@ -87,7 +87,10 @@ async def test_streamed_minutes_are_stored_and_the_open_one_served(store: Sqlite
         prev = candle.close
     assert stored == expected
     assert len(await store.read(V, "BTCUSDT", H1)) == 1  # derived by the write path
-    assert repairs == []
+    await live.repairs_done()
+    # Only the look-back of the first connection: the hour before the stream came up,
+    # of which the planner fetches just the minutes not held.
+    assert repairs == [((T0 - 60 * MINUTE_MS, T0), False)]
     assert live.closed_minutes == 3
 
 
@@ -120,6 +123,7 @@ async def test_a_broken_feed_repairs_what_it_missed_and_writes_no_flat_minute(
     # in neither, and the quiet one after has no known previous close to be flat at.
     assert len(await store.read(V, "BTCUSDT", M1)) == 0
     spans = sorted(span for span, _ in repairs)
-    assert spans[0] == (T0, T0 + 5 * MINUTE_MS)  # from the minute it broke in to its return
-    assert spans[1:] == [(T0 + 5 * MINUTE_MS, T0 + 7 * MINUTE_MS)]  # reported by the builder
+    assert spans[0] == (T0 - 60 * MINUTE_MS, T0)  # the first connection's look-back
+    assert spans[1] == (T0, T0 + 5 * MINUTE_MS)  # from the minute it broke in to its return
+    assert spans[2:] == [(T0 + 5 * MINUTE_MS, T0 + 7 * MINUTE_MS)]  # reported by the builder
     assert all(not fresh for _, fresh in repairs)
