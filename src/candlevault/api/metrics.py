@@ -37,6 +37,7 @@ class RuntimeCollector(Collector):
         yield from self._exchange()
         yield from self._hot()
         yield from self._gaps()
+        yield from self._streams()
 
     def _layers(self) -> Iterator[Metric]:
         stats = self.runtime.stats
@@ -137,6 +138,39 @@ class RuntimeCollector(Collector):
             if report is not None:
                 missing.add_metric([item.venue.value, item.symbol], report.missing_minutes)
         yield missing
+
+    def _streams(self) -> Iterator[Metric]:
+        connected = GaugeMetricFamily(
+            "candlevault_stream_connected", "1 while the venue's stream is connected",
+            labels=["venue"],
+        )  # fmt: skip
+        age = GaugeMetricFamily(
+            "candlevault_stream_last_message_age_seconds",
+            "Wall seconds since the venue's stream sent anything",
+            labels=["venue"],
+        )
+        events = CounterMetricFamily(
+            "candlevault_stream_events",
+            "Stream reconnects, gaps (spans repaired from REST), silences, malformed frames",
+            labels=["venue", "event"],
+        )
+        for venue, supervisor in self.runtime.streams.items():
+            health = supervisor.health()
+            connected.add_metric([venue.value], int(health.connected))
+            if health.last_message_age_s is not None:
+                age.add_metric([venue.value], health.last_message_age_s)
+            for event in ("reconnects", "gaps", "silences", "malformed"):
+                events.add_metric([venue.value, event], getattr(health, event))
+        live = self.runtime.live
+        minutes = CounterMetricFamily(
+            "candlevault_stream_minutes",
+            "Minutes the builders closed from trades, or left to REST (unknown); late trades",
+            labels=["kind"],
+        )
+        minutes.add_metric(["closed"], live.closed_minutes)
+        minutes.add_metric(["unknown"], live.unknown_minutes)
+        minutes.add_metric(["late_trades"], live.late_trades)
+        yield from (connected, age, events, minutes)
 
 
 def registry_for(runtime: Runtime) -> tuple[RuntimeCollector, CollectorRegistry]:

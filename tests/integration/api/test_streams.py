@@ -81,6 +81,11 @@ async def test_streamed_trades_become_the_stored_and_the_open_candles(tmp_path: 
                 return rows
 
             await eventually(written, timeout=15)
+            async with service.http.get(service.url + "/metrics") as reply:
+                text = await reply.text()
+    assert 'candlevault_stream_connected{venue="binance"} 1.0' in text
+    closed = [line for line in text.splitlines() if line.startswith("candlevault_stream_minutes")]
+    assert any('kind="closed"' in line and not line.endswith(" 0.0") for line in closed), closed
 
 
 async def test_a_dropped_feed_is_repaired_from_rest(tmp_path: Path) -> None:
