@@ -72,3 +72,25 @@ async def test_ccxt_pro_watch_trades_equal_the_rest_agg_trades() -> None:
     rest = sorted(fetched.values(), key=lambda t: int(t["id"]))
     assert len(streamed) > 100
     assert [key(t) for t in streamed] == [key(t) for t in rest]
+
+
+async def test_ccxt_pro_watch_ohlcv_equals_the_rest_klines() -> None:
+    """ccxt.pro's `watch_ohlcv` (the `<symbol>@kline_1m` stream) reports, for minutes
+    that closed while it watched, the candles ccxt's REST `fetch_ohlcv` reads."""
+    async with running() as sim, pro_binance(sim) as exchange:
+        await exchange.load_markets()
+        candles: dict[int, list[Any]] = {}
+        for row in await exchange.watch_ohlcv("BTC/USDT", "1m"):
+            candles[row[0]] = row
+        first_seen = min(candles)
+
+        async def two_minutes_closed() -> bool:
+            for row in await exchange.watch_ohlcv("BTC/USDT", "1m"):
+                candles[row[0]] = row
+            return max(candles) >= first_seen + 3 * MINUTE_MS
+
+        await eventually(two_minutes_closed, timeout=10)
+        closed = [t for t in sorted(candles) if first_seen < t < max(candles)]
+        rest = await exchange.fetch_ohlcv("BTC/USDT", "1m", closed[0], len(closed))
+    assert len(closed) >= 2
+    assert [candles[t] for t in closed] == rest
