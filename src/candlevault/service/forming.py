@@ -103,7 +103,6 @@ class ExchangeForming:
             tuple[Venue, str, str], tuple[tuple[int, int], Coverage, Candle | None, bool]
         ] = {}
         self.live = live
-        self.refreshes = 0
 
     async def candle(
         self, venue: Venue, info: SymbolInfo, tf: Timeframe, now_ms: int, *, refresh: bool
@@ -183,7 +182,6 @@ class ExchangeForming:
         start = max(reach, newest[1] if newest is not None else forming - MINUTE_MS)
         start = min(start, forming - MINUTE_MS)  # the minute that has just closed, at least
         reply = await link.client.klines(info.symbol, start, forming, info.precision)
-        self.refreshes += 1
         if self.on_request is not None:
             self.on_request(venue, info.symbol, link.client.request_weight)
         if coverage.inception_ms is not None or len(reply.closed):

@@ -271,8 +271,7 @@ class Runtime:
 
     def now_ms(self, venue: Venue) -> int:
         """The venue's exchange time (wall time until its clock is known)."""
-        link = self.venues.known_link(venue)
-        return link.clock.now_ms() if link is not None else int(time.time() * 1000)
+        return self._clock(venue).now_ms()
 
     # -- background ------------------------------------------------------------------------
 
