@@ -1,4 +1,4 @@
-"""Binance spot and USD-M market data over REST: klines, exchange info, server time.
+"""Binance spot and USD-M market data over REST: klines, aggTrades, exchange info, time.
 
 One request per call (the bootstrap paginates, from the coverage ledger), every reply
 decoded strictly (`schemas`), parsed to exact units with the symbol's precision and
@@ -10,36 +10,54 @@ request asks for 1000; USD-M klines cost 1/2/5/10 for limit < 100 / < 500 / <= 1
 > 1000, so 499 candles for 2 is the cheapest per candle. Binance's kline window bounds
 open times inclusively (`startTime` <= open <= `endTime`), oldest first; `startTime=0`
 with `limit=1` returns a symbol's first kline, its inception.
+
+aggTrades ("Compressed/Aggregate trades list", spot rest-api.md and the USD-M page) cost
+4 (spot) or 20 (USD-M) whatever the limit, so pages ask for the maximum, 1000. The
+documented rules are checked before sending (`BadRequest`, nothing sent): `limit` at
+most 1000; `startTime` and `endTime` (both inclusive, on `T`) "less than 1 hour" apart;
+`fromId` (inclusive) not combined with either (the docs are silent; the simulator, like
+Binance's servers of 2018, refuses it with -1128). Replies are refused whole
+(`MalformedReply`) unless ids strictly increase, times never go back, each row's trade
+ids `f..l` follow the previous row's, every value parses at the symbol's precision and
+every row answers the request. After a stream reconnect, `agg_trades_between` fetches
+the missed trades of the open minute: one time window, then on by id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 
 from candlevault.domain.candles import Candle
 from candlevault.domain.clock import Clock
 from candlevault.domain.columns import CandleColumns
-from candlevault.domain.decimals import BINANCE_SPOT, Precision
-from candlevault.domain.errors import BadValue
+from candlevault.domain.decimals import BINANCE_SPOT, Precision, parse_units
+from candlevault.domain.errors import BadRequest, BadValue
 from candlevault.domain.kline_columns import parse_kline_columns
+from candlevault.domain.trades import Trade
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.binance.schemas import (
     INTERVAL_MS,
+    AggTradeRow,
     ExchangeInfo,
     KlineRow,
     SymbolEntry,
+    agg_trades_decoder,
     exchange_info_decoder,
     klines_decoder,
     server_time_decoder,
 )
 from candlevault.exchanges.http import VenueHttp
 from candlevault.exchanges.ports import KlineReply, SymbolInfo
-from candlevault.exchanges.validate import MalformedReply, check_columns, decoded
+from candlevault.exchanges.validate import CLOCK_SLACK_MS, MalformedReply, check_columns, decoded
 from candlevault.exchanges.weights import request_weight, usdm_klines_limit
 
 MINUTE_MS = 60_000
 SPOT_KLINES_LIMIT = 1000  # weight 2 whatever the limit
 USDM_KLINES_LIMIT = usdm_klines_limit(10**6)  # 499: weight 2, the cheapest per candle
+HOUR_MS = 3_600_000
+AGG_TRADES_MAX = 1000  # "Default 500; max 1000."; the weight is the same for any limit
 WeightLimits = Callable[[int, int], None]  # (limit, window_ms): the venue's budget
 
 
@@ -47,6 +65,125 @@ def kline_weight(venue: Venue, limit: int) -> int:
     """Return what a klines request of `limit` costs on `venue`."""
     path = "/api/v3/klines" if venue is Venue.BINANCE else "/fapi/v1/klines"
     return request_weight(venue, path, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class AggQuery:
+    """The selection of one aggTrades request; refuses (`BadRequest`) what Binance would."""
+
+    from_id: int | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    limit: int = AGG_TRADES_MAX
+
+    def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem is not None:
+            raise BadRequest(f"aggTrades: {problem}")
+
+    def _problem(self) -> str | None:
+        if not 1 <= self.limit <= AGG_TRADES_MAX:
+            return f"limit must be in [1, {AGG_TRADES_MAX}], not {self.limit}"
+        named = {"fromId": self.from_id, "startTime": self.start_ms, "endTime": self.end_ms}
+        negative = [f"{k} {v}" for k, v in named.items() if v is not None and v < 0]
+        if negative:
+            return f"{', '.join(negative)} must not be negative"
+        if self.from_id is not None and (self.start_ms is not None or self.end_ms is not None):
+            return "fromId cannot be combined with startTime or endTime"
+        if self.start_ms is not None and self.end_ms is not None:
+            if self.end_ms < self.start_ms:
+                return f"endTime {self.end_ms} is before startTime {self.start_ms}"
+            if self.end_ms - self.start_ms >= HOUR_MS:
+                return "startTime and endTime must be less than 1 hour apart"
+        return None
+
+    def params(self, symbol: str) -> dict[str, str | int]:
+        """Return the query string of a request for `symbol`."""
+        params: dict[str, str | int] = {"symbol": symbol, "limit": self.limit}
+        named = {"fromId": self.from_id, "startTime": self.start_ms, "endTime": self.end_ms}
+        params.update({k: v for k, v in named.items() if v is not None})
+        return params
+
+
+def parse_agg_trades(
+    rows: Sequence[AggTradeRow], precision: Precision, query: AggQuery, now_ms: int | None = None
+) -> list[Trade]:
+    """Return an aggTrades reply to `query` as `Trade`s, or refuse it whole (`MalformedReply`).
+
+    Each trade as the stream parser builds it: id "a", price and quantity exact at the
+    symbol's precision, time "T", `buyer_is_maker` "m", count l - f + 1. `now_ms` (the
+    exchange's clock) refuses trades from the future, give or take `CLOCK_SLACK_MS`.
+    """
+    if len(rows) > query.limit:
+        raise MalformedReply(f"aggTrades: {len(rows)} rows for limit {query.limit}", rows)
+    trades = [_agg_trade(row, precision) for row in rows]
+    for a, b in pairwise(rows):
+        if b.agg_id <= a.agg_id:
+            raise MalformedReply(f"aggTrades: id {b.agg_id} after {a.agg_id}", [a, b])
+        if b.time_ms < a.time_ms:
+            raise MalformedReply(f"aggTrades: time {b.time_ms} after {a.time_ms}", [a, b])
+        if b.first_id <= a.last_id:
+            reason = f"trade ids {b.first_id}..{b.last_id} after {a.first_id}..{a.last_id}"
+            raise MalformedReply(f"aggTrades {b.agg_id}: {reason}", [a, b])
+    _check_answers(rows, query, now_ms)
+    return trades
+
+
+def _agg_trade(row: AggTradeRow, precision: Precision) -> Trade:
+    if row.last_id < row.first_id:
+        raise MalformedReply(f"aggTrades {row.agg_id}: l {row.last_id} < f {row.first_id}", [row])
+    try:
+        price = parse_units(row.price, precision.price)
+        qty = parse_units(row.qty, precision.base)
+    except BadValue as e:
+        raise MalformedReply(f"aggTrades {row.agg_id}: {e}", [row]) from e
+    if price < 0 or qty < 0:
+        raise MalformedReply(f"aggTrades {row.agg_id}: negative price or quantity", [row])
+    count = row.last_id - row.first_id + 1
+    return Trade(row.agg_id, price, qty, row.time_ms, row.buyer_is_maker, count)
+
+
+def _check_answers(rows: Sequence[AggTradeRow], query: AggQuery, now_ms: int | None) -> None:
+    """Refuse rows (already in order) that the request did not ask for."""
+    if not rows:
+        return
+    first, last = rows[0], rows[-1]
+    if query.from_id is not None and first.agg_id < query.from_id:
+        raise MalformedReply(f"aggTrades: id {first.agg_id} below fromId {query.from_id}", [first])
+    if query.start_ms is not None and first.time_ms < query.start_ms:
+        early = [r for r in rows if r.time_ms < query.start_ms]
+        raise MalformedReply(f"aggTrades: {len(early)} rows before {query.start_ms}", early)
+    if query.end_ms is not None and last.time_ms > query.end_ms:
+        late = [r for r in rows if r.time_ms > query.end_ms]
+        raise MalformedReply(f"aggTrades: {len(late)} rows after {query.end_ms}", late)
+    if now_ms is not None and last.time_ms > now_ms + CLOCK_SLACK_MS:
+        future = [r for r in rows if r.time_ms > now_ms + CLOCK_SLACK_MS]
+        raise MalformedReply(f"aggTrades: {len(future)} rows after the exchange's clock", future)
+
+
+class _Span:
+    """The trades `agg_trades_between` keeps of its pages, and whether it is done."""
+
+    def __init__(self, start_ms: int, until_id: int | None, until_ms: int) -> None:
+        self.start_ms, self.until_id, self.until_ms = start_ms, until_id, until_ms
+        self.trades: list[Trade] = []
+        self.done = False
+
+    def take(self, page: list[Trade]) -> None:
+        """Keep a page's wanted trades; done at the first one at or past the bounds."""
+        for trade in page:
+            agg_id = int(trade.trade_id)
+            if trade.time_ms > self.until_ms or (
+                self.until_id is not None and agg_id >= self.until_id
+            ):
+                self.done = True
+                return
+            if trade.time_ms < self.start_ms:
+                continue
+            if self.trades and agg_id <= int(self.trades[-1].trade_id):
+                kept = self.trades[-1]
+                raise MalformedReply(f"aggTrades: pages overlap at id {agg_id}", [kept, trade])
+            self.trades.append(trade)
 
 
 class BinanceRest:
@@ -109,6 +246,57 @@ class BinanceRest:
         if len(closed):
             return closed.open_time_ms[0]
         return None if forming is None else forming.open_time_ms  # listed this minute
+
+    async def agg_trades(
+        self,
+        symbol: str,
+        precision: Precision,
+        *,
+        from_id: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = AGG_TRADES_MAX,
+    ) -> list[Trade]:
+        """Fetch one page of aggregate trades, oldest first (see `parse_agg_trades`).
+
+        `fromId` and the times are inclusive; nothing selected gives the newest `limit`.
+        Parameters Binance would refuse raise `BadRequest` before anything is sent.
+        """
+        query = AggQuery(from_id, start_ms, end_ms, limit)
+        body = await self._get("aggTrades", query.params(symbol), self._weight("aggTrades"))
+        rows = decoded(agg_trades_decoder, body, f"aggTrades {symbol}")
+        return parse_agg_trades(rows, precision, query, self._now())
+
+    async def agg_trades_between(
+        self,
+        symbol: str,
+        precision: Precision,
+        *,
+        start_ms: int,
+        until_id: int | None,
+        until_ms: int,
+        page: int = AGG_TRADES_MAX,
+    ) -> list[Trade]:
+        """Fetch the aggregate trades with start_ms <= T <= until_ms and id < until_id.
+
+        By time, an hour's window at a time, until a page comes back full; then on by
+        `fromId` = last id + 1 until a page is short or reaches `until_id` or `until_ms`.
+        In id order, each trade once.
+        """
+        span = _Span(start_ms, until_id, until_ms)
+        window, trades = start_ms, list[Trade]()  # `trades`: the last page
+        while not span.done and window <= until_ms and len(trades) < page:
+            end = min(window + HOUR_MS - 1, until_ms)
+            trades = await self.agg_trades(
+                symbol, precision, start_ms=window, end_ms=end, limit=page
+            )
+            span.take(trades)
+            window = end + 1
+        while not span.done and len(trades) == page:
+            from_id = int(trades[-1].trade_id) + 1
+            trades = await self.agg_trades(symbol, precision, from_id=from_id, limit=page)
+            span.take(trades)
+        return span.trades
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ USD-M: .../derivatives/usds-margined-futures/market-data/rest-api). A kline row,
 
 decodes only if it has exactly these 12 fields of these types: a row with a missing
 field, a number where a string belongs or a float time is refused whole, with msgspec's
-reason (which names the row and field), before any value is trusted.
+reason (which names the row and field), before any value is trusted. aggTrades rows
+are objects, decoded by key (`AggTradeRow`), with the same strictness of types.
 """
 
 from __future__ import annotations
@@ -55,7 +56,29 @@ class ServerTime(msgspec.Struct, frozen=True, rename="camel"):
     server_time: int
 
 
+class AggTradeRow(msgspec.Struct, frozen=True):
+    """One row of GET /api/v3/aggTrades and /fapi/v1/aggTrades ("Compressed/Aggregate
+    trades list"), by key; e.g. (spot, api_v3_aggTrades_BTCUSDT_2021-10-22.json)
+
+        {"a": 966492862, "p": "60759.60000000", "q": "0.00841000", "f": 1111480471,
+         "l": 1111480471, "T": 1634944096633, "m": false, "M": true}
+
+    USD-M rows lack "M". Ids and the time must be JSON ints, `m` a JSON bool, price and
+    quantity strings: a float price, a string id or a missing key refuses the reply.
+    """
+
+    agg_id: int = msgspec.field(name="a")
+    price: str = msgspec.field(name="p")
+    qty: str = msgspec.field(name="q")
+    first_id: int = msgspec.field(name="f")
+    last_id: int = msgspec.field(name="l")
+    time_ms: int = msgspec.field(name="T")
+    buyer_is_maker: bool = msgspec.field(name="m")
+    best_match: bool | None = msgspec.field(name="M", default=None)
+
+
 exchange_info_decoder = msgspec.json.Decoder(ExchangeInfo)
+agg_trades_decoder = msgspec.json.Decoder(list[AggTradeRow])
 server_time_decoder = msgspec.json.Decoder(ServerTime)
 
 INTERVAL_MS = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
