@@ -95,10 +95,11 @@ class Settings(BaseSettings):
     gap_monitor_s: float = 300.0  # how often serve repairs the tracked symbols' gaps
     gap_settle_s: float = 120.0  # minutes this recent are left to the read path's refreshes
     clock_sync_s: float = 60.0  # how often the exchange clocks' offsets are measured again
-    # serve streams its tracked symbols' trades over WebSocket: opt-in while the
-    # real-time work (issue 8) is being finished
-    streams: bool = False
-    stream_silence_s: float = 30.0  # a feed quiet this long (wall) is reconnected
+    # serve streams its tracked symbols' trades (and 1m klines) over WebSocket
+    streams: bool = True
+    stream_klines: bool = True  # follow the venue's 1m klines: reconcile, settle, provisional
+    stream_silence_s: float = 30.0  # a socket with no frame this long (wall) is reconnected
+    stream_proof_wait_s: float = 120.0  # exchange time a minute waits for its feed's proof
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """Keep passwords in the Redis and MongoDB URLs out of logs and tracebacks."""
@@ -187,7 +188,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "forming_ttl_s", "gap_monitor_s", "gap_settle_s", "clock_sync_s", "stream_silence_s"
+        "forming_ttl_s",
+        "gap_monitor_s",
+        "gap_settle_s",
+        "clock_sync_s",
+        "stream_silence_s",
+        "stream_proof_wait_s",
     )
     @classmethod
     def _check_seconds(cls, value: float) -> float:

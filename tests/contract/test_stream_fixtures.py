@@ -56,8 +56,8 @@ def kinds(messages: list[Message]) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(("path", "expected"), [
-    (SPOT, {"Trades": 2, "Event.kline": 2}),
-    (USDM, {"Trades": 91, "Event.kline": 67}),
+    (SPOT, {"Trades": 2, "Klines": 2}),
+    (USDM, {"Trades": 91, "Klines": 67}),
 ])  # fmt: skip
 def test_every_recorded_binance_frame_parses(path: str, expected: dict[str, int]) -> None:
     assert kinds([parse_binance(f, wide) for _, f in frames(path)]) == expected
@@ -120,7 +120,7 @@ def test_usdm_aggtrades_explain_the_kline_changes() -> None:
 
 def test_every_recorded_bybit_frame_parses() -> None:
     messages = [parse_bybit(f, wide) for _, f in frames(BYBIT)]
-    assert kinds(messages) == {"Trades": 120, "Event.kline": 96, "Control": 24}
+    assert kinds(messages) == {"Trades": 120, "Klines": 96, "Control": 24}
     assert all(m.ok and m.op == "subscribe" for m in messages if isinstance(m, Control))
 
 

@@ -281,3 +281,64 @@ def test_restored_minutes_count_in_the_open_higher_timeframe_candles() -> None:
     day = builder.open_candle(D1)
     assert day is not None
     assert (day.open, day.low, day.close, day.volume) == (100, 90, 90, 20)
+
+
+def test_a_minute_without_proof_waits_for_a_later_message_then_closes() -> None:
+    """A quiet connection proves nothing for a while: the minutes wait for the next
+    message (here 3 minutes on) and then close, flat where nothing traded."""
+    builder = CandleBuilder(EXACT, inception_ms=OPEN, start_ms=OPEN, proof_wait_ms=5 * MINUTE_MS)
+    builder.add(_trade(1, 100, OPEN + 5))
+    alive_until = OPEN + 10  # the trade's own message, then nothing
+    closing = builder.advance(OPEN + 3 * MINUTE_MS + GRACE_MS, alive_until)
+    assert (closing.candles, closing.unknown, closing.unproven) == ([], [], [])
+    # Not proven whole and past the grace: not served as closed.
+    assert builder.pending(OPEN + 3 * MINUTE_MS + GRACE_MS, alive_until) == []
+    # Within the grace of its end, a minute is served as it stands.
+    assert [c.open_time_ms for c in builder.pending(OPEN + MINUTE_MS + 1, alive_until)] == [OPEN]
+
+    alive_until = OPEN + 3 * MINUTE_MS + 500  # another symbol's message on the connection
+    pending = builder.pending(OPEN + 3 * MINUTE_MS + 600, alive_until)
+    assert [(c.open_time_ms, c.volume) for c in pending] == [
+        (OPEN, 10), (OPEN + MINUTE_MS, 0), (OPEN + 2 * MINUTE_MS, 0),
+    ]  # fmt: skip
+    closing = builder.advance(OPEN + 3 * MINUTE_MS + GRACE_MS, alive_until)
+    assert [(c.open_time_ms, c.volume) for c in closing.candles] == [
+        (OPEN, 10), (OPEN + MINUTE_MS, 0), (OPEN + 2 * MINUTE_MS, 0),
+    ]  # fmt: skip
+    assert closing.unknown == []
+
+
+def test_a_minute_left_unproven_past_the_wait_is_unknown_and_unproven() -> None:
+    builder = CandleBuilder(EXACT, inception_ms=OPEN, start_ms=OPEN, proof_wait_ms=2 * MINUTE_MS)
+    builder.add(_trade(1, 100, OPEN + 5))
+    closing = builder.advance(OPEN + 4 * MINUTE_MS, OPEN + 10)
+    # Minutes ending 2 minutes or more ago gave up waiting; the newer ones still wait.
+    assert closing.candles == []
+    assert closing.unknown == [(OPEN, OPEN + 2 * MINUTE_MS)]
+    assert closing.unproven == [(OPEN, OPEN + 2 * MINUTE_MS)]
+
+
+def test_the_minute_the_feed_started_in_is_unknown_but_not_unproven() -> None:
+    builder = CandleBuilder(EXACT, inception_ms=OPEN, start_ms=OPEN + 20_000)
+    builder.add(_trade(1, 100, OPEN + 20_000))
+    end = OPEN + MINUTE_MS + GRACE_MS
+    closing = builder.advance(end, end)
+    assert closing.unknown == [(OPEN, OPEN + MINUTE_MS)]
+    assert closing.unproven == []  # the feed was not watching its first 20 s: no blame
+    assert builder.pending(end, end) == []
+
+
+def test_the_exchange_close_of_an_unknown_minute_lets_a_quiet_next_minute_be_flat() -> None:
+    builder = CandleBuilder(EXACT, inception_ms=OPEN, start_ms=OPEN + 20_000)
+    end = OPEN + MINUTE_MS + GRACE_MS
+    assert builder.advance(end, end).unknown == [(OPEN, OPEN + MINUTE_MS)]
+    exchange = fold_trades(
+        [_trade(9, 130, OPEN + 1)], open_time_ms=OPEN, precision=EXACT, prev_close=None
+    )
+    assert exchange is not None
+    builder.resume_after(exchange)
+    end = OPEN + 2 * MINUTE_MS + GRACE_MS
+    (flat,) = builder.advance(end, end).candles
+    assert (flat.open_time_ms, flat.open, flat.close, flat.volume) == (
+        OPEN + MINUTE_MS, 130, 130, 0
+    )

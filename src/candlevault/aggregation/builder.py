@@ -17,9 +17,12 @@ What the builder refuses to guess:
 - a minute with no trades becomes Binance's flat zero-volume candle only if the feed is
   proven alive past the minute's end (`alive_until_ms`: the latest message seen on an
   unbroken connection, or the exchange's own closed kline) and the previous close is
-  known; a minute with trades closes only if the feed was alive past its end too. Any
-  other minute is reported `unknown` (to repair from REST), never emitted, and makes the
-  next close unknown as well, so a silent feed never writes flat candles;
+  known; a minute with trades closes only if the feed was alive past its end too. A
+  minute without that proof waits for it (a later message) up to `proof_wait_ms` past
+  its end, since a connection whose symbols are all quiet proves nothing for a while;
+  then it is reported `unknown` (to repair from REST, and `unproven`: the feed was
+  supposed to carry it), never emitted, and makes the next close unknown as well, so a
+  silent feed never writes flat candles;
 - a trade for a minute already closed is not folded anywhere: it is reported `late`
   (a "correction needed" signal for that minute);
 - a repeated trade id is ignored: ids are kept for the open minutes and the last
@@ -58,6 +61,11 @@ class Closing:
     """Merged half-open [start_ms, end_ms) spans of minutes not emitted: fetch them."""
     late: list[Trade] = field(default_factory=list)
     """Trades that arrived, since the last `advance`, for minutes already closed."""
+    unproven: list[tuple[int, int]] = field(default_factory=list)
+    """The part of `unknown` the feed was watching but never proved alive past: if the
+    exchange printed trades there that `seen` lacks, the feed lost them while connected."""
+    seen: dict[int, Candle] = field(default_factory=dict)
+    """What the feed delivered of the unproven minutes that had trades, by open time."""
 
     def late_minutes(self) -> list[int]:
         """Return the open times of the minutes the late trades need corrected."""
@@ -86,6 +94,7 @@ class CandleBuilder:
         "_now_ms",
         "_precision",
         "_prev_close",
+        "_proof_wait_ms",
         "_recent_seen",
         "_seen",
         "_start_ms",
@@ -101,10 +110,12 @@ class CandleBuilder:
         grace_ms: int = 2000,
         start_ms: int | None = None,
         dedup_minutes: int = 2,
+        proof_wait_ms: int = 0,
     ) -> None:
         """`trade_details` False (Bybit) leaves trade count and taker volumes None;
         `start_ms` is when the feed started delivering every trade (default: the first
-        event); `inception_ms` (the listing) is needed for 3d."""
+        event); `inception_ms` (the listing) is needed for 3d; `proof_wait_ms` is how
+        long past its end a minute waits for the feed to be proven alive."""
         self._precision = precision
         self._inception_ms = inception_ms
         self._higher = tuple(tf for tf in dict.fromkeys(timeframes) if tf != M1)
@@ -114,6 +125,7 @@ class CandleBuilder:
             tf.bucket_open(0, inception_ms)  # 3d without an inception fails here, early
         self._details = trade_details
         self._grace_ms = grace_ms
+        self._proof_wait_ms = proof_wait_ms
         self._dedup_minutes = dedup_minutes
         self._accs: dict[int, CandleAccumulator] = {}
         self._seen: dict[int, set[int | str]] = {}
@@ -200,6 +212,12 @@ class CandleBuilder:
             self._prev_close = candle.close
             self._closed_through_ms = open_ms + MINUTE_MS
 
+    def resume_after(self, candle: Candle) -> None:
+        """Take the exchange's version of the minute closed last (one the builder could
+        not vouch for, or corrected): its close is what a quiet next minute is flat at."""
+        if candle.open_time_ms + MINUTE_MS == self._closed_through_ms:
+            self._prev_close = candle.close
+
     # --- closing -----------------------------------------------------------------
 
     def advance(self, now_ms: int, alive_until_ms: int) -> Closing:
@@ -214,7 +232,10 @@ class CandleBuilder:
         limit = now_ms - self._grace_ms
         minute: int = self._closed_through_ms  # type: ignore[assignment]  # set by _begin
         while minute + MINUTE_MS <= limit:
-            self._close_minute(minute, alive_until_ms >= minute + MINUTE_MS, out)
+            alive = alive_until_ms >= minute + MINUTE_MS
+            if not alive and now_ms - minute - MINUTE_MS < self._proof_wait_ms:
+                break  # no proof yet: a later message may still bring it
+            self._close_minute(minute, alive, out)
             minute += MINUTE_MS
         self._closed_through_ms = minute
         if self._cur_open < minute:  # the fast path must not fold into a closed minute
@@ -240,10 +261,11 @@ class CandleBuilder:
         if candle is None:
             self._prev_close = None
             self._known_from_ms = minute + MINUTE_MS
-            if out.unknown and out.unknown[-1][1] == minute:
-                out.unknown[-1] = (out.unknown[-1][0], minute + MINUTE_MS)
-            else:
-                out.unknown.append((minute, minute + MINUTE_MS))
+            _extend(out.unknown, minute)
+            if not alive and minute >= self._start_ms:  # type: ignore[operator]
+                _extend(out.unproven, minute)
+                if acc is not None:
+                    out.seen[minute] = self._finish(acc.candle(closed=True))
             return
         self._prev_close = candle.close
         self._fold_closed(candle)
@@ -270,6 +292,18 @@ class CandleBuilder:
 
     # --- open candles ------------------------------------------------------------
 
+    @property
+    def closed_through_ms(self) -> int | None:
+        """The open time of the first minute not closed yet (None before the start)."""
+        return self._closed_through_ms
+
+    def watched_from_ms(self) -> int | None:
+        """The first minute the feed watched from its open (None before the start)."""
+        start = self._start_ms
+        if start is None:
+            return None
+        return start if start % MINUTE_MS == 0 else start - start % MINUTE_MS + MINUTE_MS
+
     def current_minute_ms(self) -> int:
         """Return the open time of the current minute (of the latest trade or `now_ms`)."""
         now = self._now_ms
@@ -284,16 +318,32 @@ class CandleBuilder:
             return None
         return self._open_candle(tf, self.current_minute_ms(), self._open_minutes())
 
-    def pending(self, now_ms: int) -> list[Candle]:
-        """The traded minutes that are over by `now_ms` but not closed by `advance` yet
-        (within the grace, no later message yet), as they stand, flagged closed."""
-        if self._closed_through_ms is None:
-            return []
-        return [
-            msgspec.structs.replace(c, closed=True)
-            for c in self._open_minutes()
-            if c.open_time_ms + MINUTE_MS <= now_ms
-        ]
+    def pending(self, now_ms: int, alive_until_ms: int) -> list[Candle]:
+        """The minutes over by `now_ms` that `advance` has not closed yet, as they stand
+        (flagged closed): traded ones, and quiet ones flat at the close before them.
+        Only minutes watched from their open, and either proven whole by `alive_until_ms`
+        or still within the grace (where `advance` would still take their late trades)."""
+        out: list[Candle] = []
+        watched = self.watched_from_ms()
+        minute = self._closed_through_ms
+        if minute is None or watched is None:
+            return out
+        prev = self._prev_close
+        while minute + MINUTE_MS <= now_ms:
+            end = minute + MINUTE_MS
+            if alive_until_ms < end and now_ms >= end + self._grace_ms:
+                break  # unproven and past the grace: not the stream's to answer
+            acc = self._accs.get(minute)
+            if minute < watched:
+                prev = None
+            elif acc is not None:
+                out.append(self._finish(acc.candle(closed=True)))
+                prev = out[-1].close
+            elif prev is not None:
+                flat = CandleAccumulator(minute, self._precision, prev)
+                out.append(self._finish(flat.candle(closed=True)))
+            minute = end
+        return out
 
     def open_candles(self) -> dict[Timeframe, Candle]:
         """Return the open candle of every maintained timeframe that has one."""
@@ -346,3 +396,11 @@ class CandleBuilder:
     def _inception_minute(self) -> int:
         inception = self._inception_ms
         return 0 if inception is None else inception - inception % MINUTE_MS
+
+
+def _extend(spans: list[tuple[int, int]], minute: int) -> None:
+    """Add `minute` to ascending merged spans (it is at or after their end)."""
+    if spans and spans[-1][1] == minute:
+        spans[-1] = (spans[-1][0], minute + MINUTE_MS)
+    else:
+        spans.append((minute, minute + MINUTE_MS))

@@ -154,8 +154,8 @@ class RuntimeCollector(Collector):
             "Stream reconnects, gaps (spans repaired from REST), silences, malformed frames",
             labels=["venue", "event"],
         )
-        for venue, supervisor in self.runtime.streams.items():
-            health = supervisor.health()
+        for venue, pool in self.runtime.streams.pools.items():
+            health = pool.health()
             connected.add_metric([venue.value], int(health.connected))
             if health.last_message_age_s is not None:
                 age.add_metric([venue.value], health.last_message_age_s)

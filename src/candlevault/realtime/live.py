@@ -1,27 +1,41 @@
 """The streamed symbols of a service: one `CandleBuilder` each, fed by the venue streams
 and ticked by the exchange clock; what closes goes through the one write path.
 
-Every `tick_s` each builder is advanced to the exchange's now with the time its feed is
-proven alive to (the event time of the newest message on its unbroken connection):
-- closed 1m candles are ingested (higher timeframes derived there) and so reach the
-  warm store and, through the ingest listener, the hot cache;
+Every `tick_s` each builder is advanced to the exchange's now with the time its feed (one
+connection: `Feed`) is proven alive to (the event time of the newest message on it):
+- closed 1m candles are reconciled with the venue's own closed klines when the kline
+  stream is followed (`reconcile`: the venue's version wins, counted as a correction),
+  then ingested (higher timeframes derived there) and so reach the warm store and,
+  through the ingest listener, the hot cache;
 - minutes the builder could not vouch for (`unknown`: a silent or broken feed, the
-  minute the feed started in) and minutes a late trade says are wrong are repaired from
-  REST in the background, through the same planner as every fetch (`repair`), so the
-  exchange is asked exactly for them, once.
+  minute the feed started in) are settled by the venue's closed kline if one came, else
+  repaired from REST in the background through the same planner as every fetch
+  (`repair`), so the exchange is asked exactly for them, once; a minute a late trade
+  says is wrong is fetched again (`fresh`);
+- a minute the feed watched but never proved alive past (`unproven`) is repaired too,
+  and if REST shows trades the feed never delivered, the feed is losing data while
+  connected: `on_silent(feed)` (the owner reconnects it). A quiet symbol's minutes come
+  back flat, which is no fault.
 
-A disconnect ends a builder's unbroken stretch: `broken()` retires the venue's builders
-(what they saw of the open minutes is unknown) and starts new ones when the feed is back,
-so a minute of the outage is never written as a flat candle. While a symbol's feed is up
-its forming minute (`minute`, the `LiveMinutes` of `service.forming`) comes from its
-builder and the read path asks the exchange nothing for it.
+A disconnect ends a builder's unbroken stretch: `broken()` retires the feed's builders
+(what they saw of the open minutes is unknown) and `connected()` starts new ones, so a
+minute of the outage is never written as a flat candle. The minute the feed (re)starts
+in is made whole where the venue allows: on Binance its earlier trades are fetched by id
+(`backfill`: aggTrades) while the stream's are held, then both are folded in id order;
+on Bybit, which has no such history, that minute's open candle is the venue's own
+provisional kline until its closed kline (or REST) settles it. While a symbol's feed is
+up, its forming minute (`minute`, the `LiveMinutes` of `service.forming`) comes from
+here and the read path asks the exchange nothing for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
+from typing import Any
+
+import msgspec
 
 from candlevault.aggregation.builder import CandleBuilder, Closing
 from candlevault.domain.candles import Candle
@@ -34,27 +48,23 @@ from candlevault.domain.trades import Trade
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.ports import SymbolInfo
 from candlevault.ingest.writer import Ingestor
+from candlevault.realtime.reconcile import differences, is_flat, reconcile
+from candlevault.realtime.symbol import LiveSymbol
 
 log = logging.getLogger(__name__)
+Feed = Hashable  # one connection's identity: the venue itself when it has one
 Repair = Callable[[Venue, str, Span, bool], Awaitable[None]]  # (venue, symbol, span, fresh)
+Backfill = Callable[[Venue, SymbolInfo, int, int | None], Awaitable[list[Trade]]]
+"""(venue, info, from_ms, until_id): the trades with T >= from_ms and id < until_id (or up
+to now), in id order."""
+BACKFILLED = (Venue.BINANCE, Venue.BINANCE_USDM)  # venues whose trades can be had by id
 BYBIT = (Venue.BYBIT_SPOT, Venue.BYBIT_LINEAR)
 FIRST_LOOK_BACK_MS = 60 * MINUTE_MS
-
-
-class _Live:
-    """One streamed symbol: its info, its builder (None while its feed is down)."""
-
-    __slots__ = ("builder", "inception_ms", "info", "repaired_minutes")
-
-    def __init__(self, info: SymbolInfo, inception_ms: int | None) -> None:
-        self.info = info
-        self.inception_ms = inception_ms
-        self.builder: CandleBuilder | None = None
-        self.repaired_minutes = 0
+BACKFILL_ROUNDS = 4
 
 
 class LiveCandles:
-    """Builders of the streamed symbols, per venue (see the module docstring)."""
+    """Builders of the streamed symbols, per feed (see the module docstring)."""
 
     def __init__(
         self,
@@ -62,132 +72,190 @@ class LiveCandles:
         clock_of: Callable[[Venue], Clock],
         repair: Repair,
         *,
+        backfill: Backfill | None = None,
+        on_silent: Callable[[Feed], None] | None = None,
         grace_ms: int = 2000,
         tick_s: float = 0.25,
         stale_ms: int = 15_000,
+        proof_wait_ms: int = 2 * MINUTE_MS,
     ) -> None:
         self.ingestor = ingestor
-        self.stale_ms = stale_ms
         self.clock_of = clock_of
         self.repair = repair
+        self.backfill = backfill
+        self.on_silent = on_silent
         self.grace_ms = grace_ms
         self.tick_s = tick_s
-        self._symbols: dict[tuple[Venue, str], _Live] = {}
-        self._alive: dict[Venue, int] = {}  # event time the venue's feed is proven up to
-        self._up: set[Venue] = set()
-        self._down_from: dict[Venue, int] = {}
-        self._repairs: set[asyncio.Task[None]] = set()
+        self.stale_ms = stale_ms
+        self.proof_wait_ms = proof_wait_ms
+        self._symbols: dict[tuple[Venue, str], LiveSymbol] = {}
+        self._alive: dict[Feed, int] = {}  # event time each feed is proven alive up to
+        self._up: set[Feed] = set()
+        self._down_from: dict[Feed, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.closed_minutes = 0
         self.unknown_minutes = 0
         self.late_trades = 0
+        self.corrections = 0  # minutes the venue's closed kline corrected
+        self.settled_minutes = 0  # unknown minutes the venue's closed kline settled
+        self.backfilled_trades = 0
+        self.silent_feeds = 0
 
     # --- what the streams report -----------------------------------------------------
 
-    def track(self, venue: Venue, info: SymbolInfo, inception_ms: int | None) -> None:
-        """Stream `info.symbol` from now on (a builder starts with the next message)."""
-        live = self._symbols.setdefault((venue, info.symbol), _Live(info, inception_ms))
-        if venue in self._up and live.builder is None:
-            live.builder = self._builder(venue, live)
+    def track(
+        self, venue: Venue, info: SymbolInfo, inception_ms: int | None, feed: Feed = None
+    ) -> None:
+        """Stream `info.symbol` on `feed` (default: the venue) from now on; a builder
+        starts with its next message."""
+        key = (venue, info.symbol)
+        live = self._symbols.get(key)
+        if live is None:
+            live = self._symbols[key] = LiveSymbol(
+                venue, info, inception_ms, venue if feed is None else feed
+            )
+        if live.feed in self._up and live.builder is None:
+            live.builder = self._builder(live)
 
     def untrack(self, venue: Venue, symbol: str) -> None:
         """Stop building `symbol` (its history stays)."""
-        self._symbols.pop((venue, symbol), None)
+        live = self._symbols.pop((venue, symbol), None)
+        if live is not None:
+            live.retire()
 
     def symbols(self, venue: Venue) -> list[str]:
         """Return the venue's streamed symbols."""
         return [s for v, s in self._symbols if v is venue]
 
-    def connected(self, venue: Venue, now_ms: int) -> None:
-        """The venue's feed is (back) up: each symbol gets a builder from `now_ms`, and
+    def connected(self, feed: Feed, now_ms: int) -> None:
+        """The feed is (back) up: each of its symbols gets a builder from `now_ms`, and
         the minutes since the feed was last proven alive are repaired from REST."""
-        self._up.add(venue)
+        self._up.add(feed)
         # After a drop: from where the feed was last proven alive. On the first connection:
         # the hour before it (only the minutes not held are fetched: usually the few
         # between the bootstrap and the stream's first message, often none).
-        down_from = self._down_from.pop(venue, now_ms - FIRST_LOOK_BACK_MS)
-        self._alive[venue] = now_ms
-        for (v, symbol), live in self._symbols.items():
-            if v is not venue:
-                continue
-            live.builder = self._builder(venue, live, start_ms=now_ms)
-            first = down_from - down_from % MINUTE_MS  # to the minute it is (back) up in
-            self._repair(venue, symbol, (first, now_ms - now_ms % MINUTE_MS), False)
+        down_from = self._down_from.pop(feed, now_ms - FIRST_LOOK_BACK_MS)
+        self._alive[feed] = now_ms
+        first = down_from - down_from % MINUTE_MS  # to the minute it is (back) up in
+        for live in self._on(feed):
+            self._start(live, now_ms)
+            self._repair(live, (first, now_ms - now_ms % MINUTE_MS), False)
 
-    def broken(self, venue: Venue) -> None:
-        """The venue's feed dropped: its builders' unbroken stretch ends here; what they
-        had not closed is repaired from REST once it has closed."""
-        self._up.discard(venue)
-        alive = self._alive.get(venue, 0)
-        for (v, symbol), live in self._symbols.items():
-            if v is not venue or live.builder is None:
-                continue
-            builder, live.builder = live.builder, None
-            self._settle(venue, symbol, live, builder.advance(alive + self.grace_ms, alive))
-        self._down_from[venue] = alive  # `connected` repairs from here
+    def broken(self, feed: Feed) -> None:
+        """The feed dropped: its builders' unbroken stretch ends here; what they proved
+        whole is written, the rest is repaired from REST once it has closed."""
+        self._up.discard(feed)
+        alive = self._alive.get(feed, 0)
+        for live in self._on(feed):
+            builder = live.builder
+            backfilling = live.buffer is not None
+            live.retire()
+            if builder is not None and not backfilling:
+                closing = builder.advance(alive + self.grace_ms, alive)
+                self._spawn(self._closing_now(live, closing, self.clock_of(live.venue).now_ms()))
+        self._down_from[feed] = alive  # `connected` repairs from here
 
-    def gap(self, venue: Venue, start_ms: int, end_ms: int) -> None:
-        """The venue's feed lost what happened between its events at `start_ms` and
-        `end_ms` (a reconnect): end the builders' stretch at `start_ms`, start new ones at
-        `end_ms`, and repair the minutes between from REST."""
-        self._alive[venue] = start_ms
-        self.broken(venue)
-        self.connected(venue, end_ms)
+    def gap(self, feed: Feed, start_ms: int, end_ms: int) -> None:
+        """The feed lost what happened between its events at `start_ms` and `end_ms` (a
+        reconnect): end the builders' stretch at `start_ms`, start new ones at `end_ms`,
+        and repair the minutes between from REST."""
+        self._alive[feed] = start_ms
+        self.broken(feed)
+        self.connected(feed, end_ms)
 
-    def is_up(self, venue: Venue) -> bool:
-        """Whether the venue's feed is up (its builders running)."""
-        return venue in self._up
+    def is_up(self, feed: Feed) -> bool:
+        """Whether the feed is up (its builders running)."""
+        return feed in self._up
+
+    def alive_until(self, feed: Feed) -> int | None:
+        """The exchange time the feed is proven alive up to."""
+        return self._alive.get(feed)
 
     def on_trades(self, venue: Venue, symbol: str, trades: Sequence[Trade]) -> None:
-        """Fold trades of `symbol` (arrival order)."""
+        """Fold trades of `symbol` (arrival order); held while its open minute is backfilled."""
         live = self._symbols.get((venue, symbol))
         if live is None or live.builder is None:
+            return
+        if live.buffer is not None:
+            live.buffer.extend(trades)
             return
         add = live.builder.add
         for trade in trades:
             add(trade)
 
-    def on_alive(self, venue: Venue, event_ms: int) -> None:
-        """A message with exchange time `event_ms` arrived on the venue's feed."""
-        if event_ms > self._alive.get(venue, 0):
-            self._alive[venue] = event_ms
+    def on_klines(self, venue: Venue, symbol: str, candles: Sequence[Candle]) -> None:
+        """Take the venue's own 1m klines of `symbol`: the forming one is the provisional
+        open candle, a closed one reconciles or settles its minute."""
+        live = self._symbols.get((venue, symbol))
+        if live is None:
+            return
+        for candle in candles:
+            if not candle.closed:
+                live.provisional = candle
+                continue
+            builder, minute = live.builder, candle.open_time_ms
+            written = live.written.get(minute)
+            if written is not None:  # closed and stored already: correct it if it differs
+                if written != candle:
+                    self._corrected(live, written, candle)
+                    self._spawn(self._write(live, self._refit(live, candle)))
+            elif builder is not None and minute >= (builder.closed_through_ms or minute):
+                live.venue_closed[minute] = candle  # still open here: used when it closes
+            else:  # a minute the stream could not vouch for: the venue settles it
+                self.settled_minutes += 1
+                self._spawn(self._write(live, [candle]))
+
+    def on_alive(self, feed: Feed, event_ms: int) -> None:
+        """A message with exchange time `event_ms` arrived on the feed."""
+        if event_ms > self._alive.get(feed, 0):
+            self._alive[feed] = event_ms
 
     # --- what the read path asks -------------------------------------------------------
 
     def minute(self, venue: Venue, symbol: str, now_ms: int) -> tuple[Candle | None] | None:
-        """The open 1m candle while `symbol` is streamed and its feed is up."""
+        """The open 1m candle while `symbol` is streamed and its feed is up: the builder's
+        if it watched the whole minute, else the venue's provisional kline, else None."""
         live = self._symbols.get((venue, symbol))
         if live is None or live.builder is None:
             return None
-        if now_ms - self._alive.get(venue, 0) > self.stale_ms:
+        if now_ms - self._alive.get(live.feed, 0) > self.stale_ms:
             return None  # nothing heard for a while: the feed may be down, ask the exchange
+        current = now_ms - now_ms % MINUTE_MS
+        provisional = live.provisional
+        if provisional is not None and provisional.open_time_ms != current:
+            provisional = None
+        watched = live.builder.watched_from_ms()
+        if live.buffer is not None or watched is None or watched > current:
+            return None if provisional is None else (provisional,)
         candle = live.builder.open_candle(M1)
-        if candle is not None and candle.open_time_ms != now_ms - now_ms % MINUTE_MS:
+        if candle is not None and candle.open_time_ms != current:
             candle = None  # the minute has closed and nothing traded in the new one yet
-        return (candle,)
+        return (candle if candle is not None else provisional,)
 
     def pending(self, venue: Venue, symbol: str, now_ms: int) -> list[Candle]:
-        """Minutes over that the symbol's stream has not closed yet (see the builder)."""
+        """Minutes over, proven whole, that the symbol's stream has not closed yet."""
         live = self._symbols.get((venue, symbol))
-        if live is None or live.builder is None:
+        if live is None or live.builder is None or live.buffer is not None:
             return []
-        return live.builder.pending(now_ms)
+        return live.builder.pending(now_ms, self._alive.get(live.feed, 0))
 
-    def health(self) -> dict[str, object]:
-        """Per venue: up or not, and how far its feed is proven alive."""
+    def health(self) -> dict[str, int]:
+        """The minute and trade counts."""
         return {
-            "venues": {
-                v.value: {"up": v in self._up, "alive_until_ms": self._alive.get(v)}
-                for v in {v for v, _ in self._symbols}
-            },
             "closed_minutes": self.closed_minutes,
             "unknown_minutes": self.unknown_minutes,
             "late_trades": self.late_trades,
+            "corrections": self.corrections,
+            "settled_minutes": self.settled_minutes,
+            "backfilled_trades": self.backfilled_trades,
+            "silent_feeds": self.silent_feeds,
+            "repaired_minutes": sum(live.repaired_minutes for live in self._symbols.values()),
         }
 
     async def repairs_done(self) -> None:
-        """Wait until every repair started so far has ended."""
-        while self._repairs:
-            await asyncio.gather(*self._repairs, return_exceptions=True)
+        """Wait until every repair, write and backfill started so far has ended."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # --- the clock ------------------------------------------------------------------------
 
@@ -198,9 +266,9 @@ class LiveCandles:
                 await self.tick()
                 await asyncio.sleep(self.tick_s)
         finally:
-            for task in list(self._repairs):
+            for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(*self._repairs, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def tick(self) -> None:
         """Advance every live builder to its venue's exchange time; write what closed."""
@@ -214,12 +282,61 @@ class LiveCandles:
         if live is None or live.builder is None:
             return
         now = self.clock_of(venue).now_ms()
-        closing = live.builder.advance(now, self._alive.get(venue, 0))
-        if closing.candles:
-            await self._write(venue, symbol, closing.candles, now)
-        self._settle(venue, symbol, live, closing)
+        if live.buffer is not None:
+            if now < live.backfill_deadline_ms:
+                return  # the open minute's earlier trades are on their way
+            self._give_up_backfill(live)  # too late: the closed kline or REST settles it
+        builder = live.builder
+        assert builder is not None
+        closing = builder.advance(now, self._alive.get(live.feed, 0))
+        await self._closing_now(live, closing, now)
 
-    async def _write(self, venue: Venue, symbol: str, candles: list[Candle], now: int) -> None:
+    # --- closing ----------------------------------------------------------------------
+
+    async def _closing_now(self, live: LiveSymbol, closing: Closing, now: int) -> None:
+        """Reconcile, write, and send what is unknown to REST."""
+        done = reconcile(closing.candles, closing.unknown, live.venue_closed)
+        for mine, theirs in done.corrected:
+            self._corrected(live, mine, theirs)
+        self.settled_minutes += done.settled
+        if done.candles and live.builder is not None:
+            live.builder.resume_after(done.candles[-1])
+        if done.candles:
+            await self._write(live, done.candles, now)
+        for span in done.unknown:
+            self.unknown_minutes += (span[1] - span[0]) // MINUTE_MS
+            unproven = [u for u in closing.unproven if u[0] < span[1] and span[0] < u[1]]
+            self._repair(live, span, False, closing.seen if unproven else None)
+        if closing.late:
+            self.late_trades += len(closing.late)
+            for minute in closing.late_minutes():
+                self._repair(live, (minute, minute + MINUTE_MS), True)
+
+    def _refit(self, live: LiveSymbol, theirs: Candle) -> list[Candle]:
+        """The venue's late version of a written minute, and the written flat minutes
+        after it made flat at its close (they were flat at the stream's)."""
+        out = [theirs]
+        minute = theirs.open_time_ms + MINUTE_MS
+        while (flat := live.written.get(minute)) is not None and is_flat(flat):
+            if flat.close == theirs.close:
+                break
+            c = theirs.close
+            out.append(msgspec.structs.replace(flat, open=c, high=c, low=c, close=c))
+            minute += MINUTE_MS
+        if live.builder is not None:
+            live.builder.resume_after(out[-1])
+        return out
+
+    def _corrected(self, live: LiveSymbol, mine: Candle, theirs: Candle) -> None:
+        self.corrections += 1
+        log.warning(
+            "%s %s minute %d: the venue's closed kline differs from the stream's: %s",
+            live.venue.value, live.info.symbol, theirs.open_time_ms, differences(mine, theirs),
+        )  # fmt: skip
+
+    async def _write(self, live: LiveSymbol, candles: list[Candle], now: int | None = None) -> None:
+        venue, symbol = live.venue, live.info.symbol
+        now = self.clock_of(venue).now_ms() if now is None else now
         try:
             await self.ingestor.ingest(
                 venue, symbol, columns_from(candles), inception_ms=None, now_ms=now
@@ -228,28 +345,24 @@ class LiveCandles:
             log.warning("writing %s %s streamed minutes failed: %s", venue.value, symbol, e)
             return
         self.closed_minutes += len(candles)
+        live.remember(candles)
 
-    def _settle(self, venue: Venue, symbol: str, live: _Live, closing: Closing) -> None:
-        for span in closing.unknown:
-            self.unknown_minutes += (span[1] - span[0]) // MINUTE_MS
-            self._repair(venue, symbol, span, False)
-        if closing.late:
-            self.late_trades += len(closing.late)
-            for minute in closing.late_minutes():
-                self._repair(venue, symbol, (minute, minute + MINUTE_MS), True)
+    # --- repairs ----------------------------------------------------------------------
 
-    def _repair(self, venue: Venue, symbol: str, span: Span, fresh: bool) -> None:
+    def _repair(
+        self, live: LiveSymbol, span: Span, fresh: bool, seen: dict[int, Candle] | None = None
+    ) -> None:
+        """Fetch `span` from REST once it has closed; `seen` given (an unproven stretch):
+        then check whether the feed lost trades there."""
         if span[1] <= span[0]:
             return
-        live = self._symbols.get((venue, symbol))
-        if live is not None:
-            live.repaired_minutes += (span[1] - span[0]) // MINUTE_MS
-        task = asyncio.create_task(self._repair_now(venue, symbol, span, fresh))
-        self._repairs.add(task)
-        task.add_done_callback(self._repairs.discard)
+        live.repaired_minutes += (span[1] - span[0]) // MINUTE_MS
+        self._spawn(self._repair_now(live, span, fresh, seen))
 
-    async def _repair_now(self, venue: Venue, symbol: str, span: Span, fresh: bool) -> None:
-        """Fetch the span from REST once it has closed (after the grace)."""
+    async def _repair_now(
+        self, live: LiveSymbol, span: Span, fresh: bool, seen: dict[int, Candle] | None
+    ) -> None:
+        venue, symbol = live.venue, live.info.symbol
         clock = self.clock_of(venue)
         wait_ms = span[1] + self.grace_ms - clock.now_ms()
         while wait_ms > 0:  # exchange time may run faster than the wall: check again
@@ -259,13 +372,100 @@ class LiveCandles:
             await self.repair(venue, symbol, span, fresh)
         except CandlevaultError as e:
             log.warning("repairing %s %s %s failed: %s", venue.value, symbol, span, e)
+            return
+        if seen is not None and await self._lost_trades(live, span, seen):
+            self.silent_feeds += 1
+            log.warning("%s feed of %s lost trades while connected", venue.value, symbol)
+            if self.on_silent is not None:
+                self.on_silent(live.feed)
 
-    def _builder(self, venue: Venue, live: _Live, start_ms: int | None = None) -> CandleBuilder:
+    async def _lost_trades(self, live: LiveSymbol, span: Span, seen: dict[int, Candle]) -> bool:
+        """Whether REST shows volume in `span` that the feed did not deliver."""
+        stored = await self.ingestor.store.read(
+            live.venue, live.info.symbol, M1, start_ms=span[0], end_ms=span[1] - 1
+        )
+        for minute, volume in zip(stored.open_time_ms, stored.volume, strict=True):
+            mine = seen.get(minute)
+            if volume != (0 if mine is None else mine.volume):
+                return True
+        return False
+
+    # --- backfill ---------------------------------------------------------------------
+
+    def _start(self, live: LiveSymbol, now_ms: int) -> None:
+        """A new builder from `now_ms`; on Binance from its minute's open, with the
+        minute's earlier trades fetched while the stream's are held."""
+        live.retire()
+        minute = now_ms - now_ms % MINUTE_MS
+        settled = live.take_venue_closed_before(minute)  # what the venue said of the drop
+        if settled:
+            self.settled_minutes += len(settled)
+            self._spawn(self._write(live, settled))
+        if self.backfill is None or live.venue not in BACKFILLED or minute == now_ms:
+            live.builder = self._builder(live, start_ms=now_ms)
+            return
+        builder = live.builder = self._builder(live, start_ms=minute)
+        live.buffer, live.started_ms = [], now_ms
+        live.backfill_deadline_ms = minute + MINUTE_MS + self.grace_ms
+        live.backfilling = self._spawn(self._backfill_now(live, builder, minute))
+
+    async def _backfill_now(self, live: LiveSymbol, builder: CandleBuilder, minute: int) -> None:
+        assert self.backfill is not None
+        got: list[Trade] = []
+        from_ms = minute
+        try:
+            for _ in range(BACKFILL_ROUNDS):
+                held = live.buffer
+                until = int(held[0].trade_id) if held else None
+                for trade in await self.backfill(live.venue, live.info, from_ms, until):
+                    if not got or int(trade.trade_id) > int(got[-1].trade_id):
+                        got.append(trade)
+                held = live.buffer
+                if live.builder is not builder or held is None:
+                    return  # superseded
+                # Contiguous with the stream (ids follow on), or nothing held yet: the
+                # stream was subscribed before the fetch, so it has the rest.
+                if not held or not got or int(got[-1].trade_id) + 1 >= int(held[0].trade_id):
+                    break
+                from_ms = got[-1].time_ms
+        except CandlevaultError as e:
+            log.warning("backfilling %s %s failed: %s", live.venue.value, live.info.symbol, e)
+            self._give_up_backfill(live)
+            return
+        held, live.buffer, live.backfilling = live.buffer or [], None, None
+        for trade in got:
+            builder.add(trade)
+        for trade in held:
+            builder.add(trade)
+        self.backfilled_trades += len(got)
+
+    def _give_up_backfill(self, live: LiveSymbol) -> None:
+        """Start over from when the feed came up; the minute it came up in is unknown."""
+        held = live.buffer or []
+        started = live.started_ms
+        live.retire()
+        builder = live.builder = self._builder(live, start_ms=started)
+        for trade in held:
+            builder.add(trade)
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _on(self, feed: Feed) -> list[LiveSymbol]:
+        return [live for live in self._symbols.values() if live.feed == feed]
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _builder(self, live: LiveSymbol, start_ms: int | None = None) -> CandleBuilder:
         return CandleBuilder(
             live.info.precision,
             inception_ms=live.inception_ms,
             timeframes=(M1,),  # higher open candles: the stored part + this minute
-            trade_details=venue not in BYBIT,
+            trade_details=live.venue not in BYBIT,
             grace_ms=self.grace_ms,
             start_ms=start_ms,
+            proof_wait_ms=self.proof_wait_ms,
         )

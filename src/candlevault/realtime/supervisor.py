@@ -10,6 +10,8 @@
   connection first, hold its trades until it has caught up with the old one's latest
   event, then close the old and release them. The overlap is de-duplicated per symbol
   by (time, trade id), so a rotation loses and repeats nothing.
+- **Reconnect on demand** (`reconnect()`): the owner found the feed losing trades while
+  connected (the venue's klines show trades it never sent); counted as a silence.
 - **Gaps**: after a connection *ends*, the first event of the next one reports
   `on_gap(start_ms, end_ms)`: the exchange-time span between the last event seen and
   the first after reconnecting, in which trades may have been lost. The owner repairs
@@ -30,10 +32,17 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
+from candlevault.domain.candles import Candle
 from candlevault.domain.decimals import Precision
 from candlevault.domain.trades import Trade
 from candlevault.domain.venues import Venue
-from candlevault.realtime.connection import OnAlive, OnTrades, StreamConnection, StreamEnded
+from candlevault.realtime.connection import (
+    OnAlive,
+    OnKlines,
+    OnTrades,
+    StreamConnection,
+    StreamEnded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +116,9 @@ class StreamSupervisor:
         on_trades: OnTrades,
         on_alive: OnAlive,
         on_gap: OnGap,
+        on_klines: OnKlines | None = None,
         backoff: Backoff | None = None,
-        silence_s: float = 10.0,
+        silence_s: float = 30.0,
         ping_every_s: float = 20.0,
         rotate_after_s: float = ROTATE_AFTER_S,
         rng: Callable[[], float] = random.random,
@@ -130,6 +140,7 @@ class StreamSupervisor:
         self._on_trades = on_trades
         self._on_alive = on_alive
         self._on_gap = on_gap
+        self._on_klines = on_klines
         self._rng = rng
         self._wall = wall
         self._dedupe = _Dedupe()
@@ -163,6 +174,14 @@ class StreamSupervisor:
             attempt = 0 if conn.messages else attempt + 1
             await asyncio.sleep(self.backoff.delay(attempt, self._rng))
             self.reconnects += 1
+
+    async def reconnect(self) -> None:
+        """Close the live connection (it is losing data): `run` reconnects and the gap
+        between its last event and the next connection's first is repaired."""
+        live = self._live
+        if live is not None:
+            self.silences += 1
+            await live.close()
 
     async def subscribe(self, symbol: str, precision: Precision) -> None:
         """Follow `symbol` from now on, on the live connection and every later one."""
@@ -213,6 +232,10 @@ class StreamSupervisor:
         def alive(event_ms: int) -> None:
             self._alive(holder[0], event_ms)
 
+        def klines(symbol: str, candles: list[Candle]) -> None:
+            if holder[0] is self._live and symbol in self._symbols and self._on_klines:
+                self._on_klines(symbol, candles)  # a rotation's overlap: sent twice, harmless
+
         conn = StreamConnection(
             self._session,
             self.venue,
@@ -220,6 +243,7 @@ class StreamSupervisor:
             self._symbols,
             on_trades=trades,
             on_alive=alive,
+            on_klines=klines if self._on_klines is not None else None,
             silence_s=self.silence_s,
             ping_every_s=self.ping_every_s,
             wall=self._wall,

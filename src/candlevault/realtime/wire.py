@@ -1,14 +1,19 @@
-"""Stream frames → domain values, pure: Binance aggTrade and Bybit publicTrade.
+"""Stream frames → domain values, pure: Binance aggTrade and kline_1m, Bybit publicTrade
+and kline.1.
 
 Frames are decoded strictly with msgspec, by key (spot and derivatives order keys
 differently), and prices and sizes are parsed exactly with the symbol's `Precision`
 (`parse_units`), never through float. Every frame parses to one `Message`:
 
 - `Trades`: the trades of one symbol in one frame, with the frame's event time;
+- `Klines`: the venue's own 1m candle(s) of one symbol in one frame, `closed` for the
+  final one (Binance `"x":true`, Bybit `"confirm":true`): what the stream's candles are
+  reconciled with, and what settles a minute the trades alone cannot vouch for;
 - `Control`: a reply to something we sent (Binance `{"result":null,"id":1}` and
   `{"error":{"code":2,"msg":..},"id":2}`; Bybit subscribe acks and pongs);
-- `Event`: any other stream event (a kline, or trades of a symbol we no longer follow):
-  not ours to parse, but it proves the feed alive up to its event time.
+- `Event`: any other stream event (a kline of another interval, or trades or klines of a
+  symbol we no longer follow): not ours to parse, but it proves the feed alive up to its
+  event time.
 
 A frame that is not valid JSON, lacks a field or has a field of the wrong type raises
 `MalformedFrame` naming the venue and msgspec's reason; the connection counts and skips
@@ -22,8 +27,10 @@ from typing import TypeVar
 
 import msgspec
 
+from candlevault.domain.candles import Candle, parse_kline_row
 from candlevault.domain.decimals import Precision, parse_units
 from candlevault.domain.errors import BadValue
+from candlevault.domain.timeframes import MINUTE_MS
 from candlevault.domain.trades import Trade
 from candlevault.exchanges.validate import MalformedReply
 
@@ -44,6 +51,14 @@ class Trades(msgspec.Struct, frozen=True):
     event_ms: int
 
 
+class Klines(msgspec.Struct, frozen=True):
+    """The venue's own 1m candles of `symbol` in one frame, ascending (`closed`: final)."""
+
+    symbol: str
+    candles: list[Candle]
+    event_ms: int
+
+
 class Control(msgspec.Struct, frozen=True):
     """A reply to a request: `ok` False for a refusal, `message` the venue's words."""
 
@@ -60,7 +75,7 @@ class Event(msgspec.Struct, frozen=True):
     event_ms: int | None = None
 
 
-Message = Trades | Control | Event
+Message = Trades | Klines | Control | Event
 
 
 # -- Binance -----------------------------------------------------------------------------
@@ -79,6 +94,32 @@ class BinanceAggTrade(msgspec.Struct, frozen=True):
     last_id: int = msgspec.field(name="l")
     time_ms: int = msgspec.field(name="T")
     buyer_is_maker: bool = msgspec.field(name="m")
+
+
+class BinanceKline(msgspec.Struct, frozen=True):
+    """The `k` member of `<symbol>@kline_<interval>` (all twelve REST kline fields)."""
+
+    open_ms: int = msgspec.field(name="t")
+    close_ms: int = msgspec.field(name="T")
+    interval: str = msgspec.field(name="i")
+    open: str = msgspec.field(name="o")
+    close: str = msgspec.field(name="c")
+    high: str = msgspec.field(name="h")
+    low: str = msgspec.field(name="l")
+    volume: str = msgspec.field(name="v")
+    trades: int = msgspec.field(name="n")
+    final: bool = msgspec.field(name="x")
+    quote_volume: str = msgspec.field(name="q")
+    taker_base: str = msgspec.field(name="V")
+    taker_quote: str = msgspec.field(name="Q")
+
+
+class BinanceKlineEvent(msgspec.Struct, frozen=True):
+    """`<symbol>@kline_<interval>` (binance-spot-api-docs web-socket-streams.md)."""
+
+    event_ms: int = msgspec.field(name="E")
+    symbol: str = msgspec.field(name="s")
+    kline: BinanceKline = msgspec.field(name="k")
 
 
 class BinanceError(msgspec.Struct, frozen=True):
@@ -105,6 +146,7 @@ class _BinanceEnvelope(msgspec.Struct, frozen=True):
 
 _binance_envelope = msgspec.json.Decoder(_BinanceEnvelope)
 _binance_agg = msgspec.json.Decoder(BinanceAggTrade)
+_binance_kline = msgspec.json.Decoder(BinanceKlineEvent)
 
 
 def parse_binance(frame: bytes | str, precision_of: PrecisionOf) -> Message:
@@ -129,6 +171,8 @@ def parse_binance(frame: bytes | str, precision_of: PrecisionOf) -> Message:
         body = frame
     if envelope.e is None:
         raise MalformedFrame(f"binance frame: neither an event nor a reply: {_head(frame)}")
+    if envelope.e == "kline":
+        return _binance_klines(body, precision_of)
     if envelope.e != "aggTrade":
         return Event(envelope.e, envelope.event_ms)
     agg = _decode(_binance_agg, body, "binance aggTrade")
@@ -136,6 +180,31 @@ def parse_binance(frame: bytes | str, precision_of: PrecisionOf) -> Message:
     if precision is None:
         return Event("aggTrade", agg.event_ms)
     return Trades(agg.symbol, [_agg_trade(agg, precision)], agg.event_ms)
+
+
+def _binance_klines(body: bytes | str, precision_of: PrecisionOf) -> Message:
+    """A 1m kline of a followed symbol (USD-M, cryptofeed_usdm_combined_2021-07-22.jsonl):
+        {"e":"kline","E":1626992741424,"s":"CTKUSDT","k":{"t":1626992700000,
+         "T":1626992759999,"s":"CTKUSDT","i":"1m","f":23961275,"L":23961322,"o":"1.01000",
+         "c":"1.01100","h":"1.01100","l":"1.01000","v":"3917","n":48,"x":false,
+         "q":"3957.89900","V":"1729","Q":"1748.01900","B":"0"}}
+    """
+    event = _decode(_binance_kline, body, "binance kline")
+    k = event.kline
+    precision = precision_of(event.symbol)
+    if k.interval != "1m" or precision is None:
+        return Event("kline", event.event_ms)
+    if k.close_ms != k.open_ms + MINUTE_MS - 1 or k.open_ms % MINUTE_MS:
+        raise MalformedFrame(f"binance kline {event.symbol}: t {k.open_ms}, T {k.close_ms}")
+    row = (
+        k.open_ms, k.open, k.high, k.low, k.close, k.volume, k.close_ms,
+        k.quote_volume, k.trades, k.taker_base, k.taker_quote, "0",
+    )  # fmt: skip
+    try:
+        candle = parse_kline_row(row, precision, closed=k.final)
+    except BadValue as e:
+        raise MalformedFrame(f"binance kline {event.symbol} {k.open_ms}: {e}") from e
+    return Klines(event.symbol, [candle], event.event_ms)
 
 
 def _agg_trade(agg: BinanceAggTrade, precision: Precision) -> Trade:
@@ -170,6 +239,22 @@ class BybitTrade(msgspec.Struct, frozen=True):
     trade_id: str = msgspec.field(name="i")
 
 
+class BybitKline(msgspec.Struct, frozen=True):
+    """One element of `kline.<interval>.<SYMBOL>` (Bybit v5 docs, websocket/public/kline)."""
+
+    start: int
+    end: int
+    interval: str
+    open: str
+    close: str
+    high: str
+    low: str
+    volume: str
+    turnover: str
+    confirm: bool
+    timestamp: int
+
+
 class _BybitEnvelope(msgspec.Struct, frozen=True):
     """What tells Bybit frames apart: a topic push, or an op reply."""
 
@@ -184,6 +269,7 @@ class _BybitEnvelope(msgspec.Struct, frozen=True):
 
 _bybit_envelope = msgspec.json.Decoder(_BybitEnvelope)
 _bybit_trades = msgspec.json.Decoder(list[BybitTrade])
+_bybit_klines = msgspec.json.Decoder(list[BybitKline])
 _SIDES = {"Buy": False, "Sell": True}  # the taker's side → buyer_is_maker
 
 
@@ -206,13 +292,18 @@ def parse_bybit(frame: bytes | str, precision_of: PrecisionOf) -> Message:
         ok = envelope.success is not False
         return Control(ok, op, envelope.req_id, envelope.ret_msg)
     kind, _, symbol = envelope.topic.partition(".")
-    if kind != "publicTrade":
+    if kind == "kline" and symbol.startswith("1."):
+        kind, symbol = "kline.1", symbol[2:]
+    elif kind != "publicTrade":
         return Event(kind, envelope.ts)
     if not len(envelope.data) or envelope.ts is None:
         raise MalformedFrame(f"bybit {envelope.topic}: no data or ts: {_head(frame)}")
     precision = precision_of(symbol)
     if precision is None:
         return Event(kind, envelope.ts)
+    if kind == "kline.1":
+        klines = _decode(_bybit_klines, envelope.data, f"bybit {envelope.topic}")
+        return Klines(symbol, [_bybit_candle(k, symbol, precision) for k in klines], envelope.ts)
     rows = _decode(_bybit_trades, envelope.data, f"bybit {envelope.topic}")
     return Trades(symbol, [_bybit_trade(row, symbol, precision) for row in rows], envelope.ts)
 
@@ -227,6 +318,31 @@ def _bybit_trade(row: BybitTrade, symbol: str, precision: Precision) -> Trade:
     except BadValue as e:
         raise MalformedFrame(f"bybit trade {symbol} {row.trade_id}: {e}") from e
     return Trade(row.trade_id, price, qty, row.time_ms, maker)
+
+
+def _bybit_candle(k: BybitKline, symbol: str, precision: Precision) -> Candle:
+    """A 1m candle as Bybit publishes it: no trade count nor taker volumes (None).
+        {"start":1786310760000,"end":1786310819999,"interval":"1","open":"65119.9",
+         "close":"65114.3","high":"65119.9","low":"65114.2","volume":"1.576",
+         "turnover":"102627.995","confirm":false,"timestamp":1786310818440}
+    """
+    if k.end != k.start + MINUTE_MS - 1 or k.start % MINUTE_MS:
+        raise MalformedFrame(f"bybit kline {symbol}: start {k.start}, end {k.end}")
+    p = precision
+    try:
+        return Candle(
+            open_time_ms=k.start,
+            open=parse_units(k.open, p.price),
+            high=parse_units(k.high, p.price),
+            low=parse_units(k.low, p.price),
+            close=parse_units(k.close, p.price),
+            volume=parse_units(k.volume, p.base),
+            close_time_ms=k.end,
+            quote_volume=parse_units(k.turnover, p.quote),
+            closed=k.confirm,
+        )
+    except BadValue as e:
+        raise MalformedFrame(f"bybit kline {symbol} {k.start}: {e}") from e
 
 
 # -- shared ------------------------------------------------------------------------------

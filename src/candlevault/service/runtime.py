@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-import msgspec
 
 from candlevault.bootstrap.gaps import GapReport, monitor, scan
 from candlevault.bootstrap.runner import AnomalyLog, Bootstrap, Progress
@@ -36,13 +36,12 @@ from candlevault.domain.venues import Venue
 from candlevault.exchanges.binance.archive_client import BinanceArchiveClient
 from candlevault.exchanges.ports import SymbolInfo
 from candlevault.ingest.writer import Ingestor
-from candlevault.realtime.live import LiveCandles
-from candlevault.realtime.supervisor import StreamSupervisor
 from candlevault.service.forming import ExchangeForming
 from candlevault.service.hot_writer import HotWriter
 from candlevault.service.jobs import JobBoard, JobStatus
 from candlevault.service.reader import CandleService
 from candlevault.service.stats import ServiceStats
+from candlevault.service.streaming import Streams
 from candlevault.service.tracked import TrackedSymbols
 from candlevault.service.venues import Venues
 from candlevault.storage.ports import CandleStore
@@ -84,7 +83,17 @@ class Runtime:
         self.venues = Venues(self._clock_of, self.stacks.client, settings.data_dir)
         self.hot_writer = HotWriter(hot, self.retention, self._known_info, self.now_ms)
         self.ingestor = Ingestor(store, [self.hot_writer.written])
-        self.live = LiveCandles(self.ingestor, self._clock, self._repair)
+        self.streams = Streams(
+            settings,
+            session,
+            self.venues,
+            self.ingestor,
+            self._clock,
+            self._repair,
+            self.stats,
+            self._spawn,
+        )
+        self.live = self.streams.live
         self.forming = ExchangeForming(
             self.venues,
             self.ingestor,
@@ -109,7 +118,6 @@ class Runtime:
         self._runners: dict[Venue, Bootstrap] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._venues_served: set[Venue] = set()
-        self.streams: dict[Venue, StreamSupervisor] = {}
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
@@ -140,7 +148,7 @@ class Runtime:
                 for item in added:
                     if item.venue is venue:
                         self.bootstrap(item)
-                        self._tasks.append(asyncio.create_task(self._stream(item)))
+                        self._spawn(self._stream(item))
             else:
                 self._serve_venue(venue)  # it bootstraps the venue's tracked symbols
         return added
@@ -150,10 +158,7 @@ class Runtime:
         if not self.tracked.remove(item):
             return False
         self.jobs.cancel(item)
-        self.live.untrack(item.venue, item.symbol)
-        stream = self.streams.get(item.venue)
-        if stream is not None:
-            await stream.unsubscribe(item.symbol)
+        await self.streams.remove(item.venue, item.symbol)
         return True
 
     def _serve_venue(self, venue: Venue) -> None:
@@ -249,15 +254,9 @@ class Runtime:
     def stream_health(self, venue: Venue) -> dict[str, object]:
         """The venue's stream: connected, last message age, reconnects, gaps, and the
         minutes its builders closed or left to REST (`{"state": "off"}` when not run)."""
-        stream = self.streams.get(venue)
-        if stream is None:
-            return {"state": "off" if not self.settings.streams else "starting"}
-        health: dict[str, object] = msgspec.to_builtins(stream.health())
-        health["state"] = "up" if self.live.is_up(venue) else "down"
-        health.update(
-            {k: v for k, v in self.live.health().items() if k != "venues"}  # minute counts
-        )
-        return health
+        if not self.settings.streams:
+            return {"state": "off"}
+        return self.streams.health(venue)
 
     def held_symbols(self, venue: Venue) -> list[str]:
         """The venue's symbols candlevault holds: tracked ones and any it has read or
@@ -290,7 +289,8 @@ class Runtime:
         for symbol in self.tracked.of(venue):
             self.bootstrap(Instrument(venue, symbol))
         if self.settings.streams:
-            await self._start_stream(venue)
+            catalog = await self.venues.catalog(venue)
+            await self.streams.start(venue, catalog.symbols, self.tracked.of(venue))
         runner = await self.runner(venue)
         await monitor(
             runner,
@@ -301,54 +301,14 @@ class Runtime:
             on_fill=lambda done: self._count(done, "fill"),
         )
 
-    async def _start_stream(self, venue: Venue) -> None:
-        """Stream the venue's tracked symbols' trades into their builders."""
-        catalog = await self.venues.catalog(venue)
-        symbols = {}
-        for symbol in self.tracked.of(venue):
-            info = catalog.symbols.get(symbol)
-            if info is not None:
-                inception = (await self.ingestor.coverage(venue, symbol)).inception_ms
-                self.live.track(venue, info, inception)
-                symbols[symbol] = info.precision
-        live = self.live
-
-        def on_alive(event_ms: int) -> None:
-            if not live.is_up(venue):
-                live.connected(venue, event_ms)
-            live.on_alive(venue, event_ms)
-
-        supervisor = StreamSupervisor(
-            venue,
-            self._stream_url(venue),
-            symbols,
-            session=self.session,
-            on_trades=lambda symbol, trades: live.on_trades(venue, symbol, trades),
-            on_alive=on_alive,
-            on_gap=lambda start, end: live.gap(venue, start, end),
-            silence_s=self.settings.stream_silence_s,
-        )
-        self.streams[venue] = supervisor
-        self._tasks.append(asyncio.create_task(supervisor.run()))
-
     async def _stream(self, item: Instrument) -> None:
         """Add a newly tracked symbol to its venue's running stream."""
-        stream = self.streams.get(item.venue)
-        if stream is None:
-            return
-        info = await self.venues.info(item.venue, item.symbol)
-        inception = (await self.ingestor.coverage(item.venue, item.symbol)).inception_ms
-        self.live.track(item.venue, info, inception)
-        await stream.subscribe(item.symbol, info.precision)
+        if item.venue in self.streams.pools:
+            info = await self.venues.info(item.venue, item.symbol)
+            await self.streams.add(item.venue, info)
 
-    def _stream_url(self, venue: Venue) -> str:
-        settings = self.settings
-        return {
-            Venue.BINANCE: settings.binance_ws_url,
-            Venue.BINANCE_USDM: settings.binance_usdm_ws_url,
-            Venue.BYBIT_SPOT: settings.bybit_spot_ws_url,
-            Venue.BYBIT_LINEAR: settings.bybit_linear_ws_url,
-        }[venue]
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(work))
 
     async def _repair(self, venue: Venue, symbol: str, span: Span, fresh: bool) -> None:
         """Fetch a span the stream could not vouch for (the planner asks only for what

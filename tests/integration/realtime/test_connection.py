@@ -130,15 +130,30 @@ async def test_bybit_is_pinged_and_its_pongs_keep_a_quiet_feed_open() -> None:
     async with live_sim() as sim:
         symbols = await precisions(sim, Venue.BYBIT_SPOT, "BTCUSDT")
         sim.world.clock.pause()  # no trades: only the pongs arrive
-        options = {"ping_every_s": 0.05, "silence_s": 0.5}
+        options = {"ping_every_s": 0.4, "silence_s": 1.0}
         async with running(sim, Venue.BYBIT_SPOT, symbols, **options) as (conn, _, task):
 
             async def pinged() -> bool:
                 received: int = (await sim.stats())["ws"]["received"].get("bybit-spot", 0)
-                return received >= 20
+                return received >= 8  # the subscribe and seven pings
 
-            await eventually(pinged, timeout=5)  # 1 s: twice the silence allowed
+            await eventually(pinged, timeout=10)  # 2.8 s or more: past twice the silence
             assert not task.done()
             assert conn.connected
-            assert conn.messages >= 19
+            assert conn.messages >= 7
             assert not conn.refusals
+
+
+async def test_binance_is_pinged_and_a_quiet_feed_stays_open() -> None:
+    """Binance answers ping frames with pong frames: they keep the watchdog fed, so a
+    connection whose symbols do not trade is not taken for a broken one."""
+    async with live_sim() as sim:
+        symbols = await precisions(sim, Venue.BINANCE, "BTCUSDT")
+        sim.world.clock.pause()  # no trades: only the pongs arrive
+        options = {"ping_every_s": 0.4, "silence_s": 1.0}
+        async with running(sim, Venue.BINANCE, symbols, **options) as (conn, _, task):
+            # 2.8 s or more: past twice the silence allowed
+            await eventually(lambda: task.done() or conn.pongs >= 7, timeout=10)
+            assert not task.done()
+            assert conn.connected
+            assert conn.messages == 0
