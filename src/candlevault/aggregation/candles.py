@@ -179,8 +179,28 @@ def forming_candle(
     if anchor is None:
         return None
     bucket = target.bucket_open(anchor.open_time_ms, inception_ms)
-    group = [c for c in (stored, minute) if c is not None and c.open_time_ms >= bucket]
+    minutes = [] if minute is None else [minute]
+    return extend_bucket(
+        stored, minutes, target, bucket, inception_ms=inception_ms, closed=False, complete=complete
+    )
+
+
+def extend_bucket(
+    stored: Candle | None,
+    minutes: Sequence[Candle],
+    target: Timeframe,
+    bucket: int,
+    *,
+    inception_ms: int | None,
+    closed: bool,
+    complete: bool,
+) -> Candle | None:
+    """Fold the `target` bucket opening at `bucket`: its stored part (ignored if it is
+    another bucket's) and the later 1m `minutes` of it (ascending), by the one rule."""
+    next_open = target.next_open(bucket, inception_ms)
+    group = [c for c in (stored,) if c is not None and c.open_time_ms == bucket]
+    group += [c for c in minutes if bucket <= c.open_time_ms < next_open]
     if not group:
         return None
     close_ms = target.close_time(bucket, inception_ms)
-    return _combine(group, bucket, close_ms, closed=False, complete=complete)
+    return _combine(group, bucket, close_ms, closed=closed, complete=complete)

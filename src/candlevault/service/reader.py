@@ -27,6 +27,7 @@ from enum import StrEnum
 
 import msgspec
 
+from candlevault.aggregation.candles import extend_bucket
 from candlevault.bootstrap.runner import Bootstrap, Progress
 from candlevault.cache.ports import HotCache, SeriesKey
 from candlevault.cache.retention import Retention
@@ -158,6 +159,11 @@ class CandleService:
             result.rows = await self._closed(info, window, last_closed, room, coverage, now, result)
             if pending and tf is M1:
                 result.rows = _with_pending(result.rows, pending, info, window, room)
+            elif pending:
+                buckets = await self._pending_buckets(
+                    venue, info, tf, window, pending, coverage, held, now
+                )
+                result.rows = _with_rows(result.rows, buckets, window, room)
         result.missing = coverage.missing(span, now) - held
         result.empty = coverage.empty.clip(*span)
         if forming_row is not None:
@@ -226,6 +232,37 @@ class CandleService:
         self.stats.hit("forming", time.perf_counter() - started)
         result.layers.append("forming")
         return row
+
+    async def _pending_buckets(
+        self,
+        venue: Venue,
+        info: SymbolInfo,
+        tf: Timeframe,
+        window: ReadWindow,
+        pending: list[Candle],
+        coverage: Coverage,
+        held: SpanSet,
+        now: int,
+    ) -> list[bytes]:
+        """The closed `tf` buckets of the window that end with minutes a stream still
+        holds: their stored part folded with those minutes (none is stored whole yet)."""
+        inception = coverage.inception_ms
+        rows: list[bytes] = []
+        for bucket in sorted({tf.bucket_open(c.open_time_ms, inception) for c in pending}):
+            next_open = tf.next_open(bucket, inception)
+            if next_open > now or not window.first_ms <= bucket <= window.last_closed_ms:
+                continue  # the forming bucket: the open candle folds those minutes
+            stored = await self.ingestor.store.read(
+                venue, info.symbol, tf, start_ms=bucket, end_ms=bucket
+            )
+            part = stored.candle(0) if len(stored) else None
+            whole = coverage.settled.union(held).covers(max(bucket, inception or bucket), next_open)
+            candle = extend_bucket(
+                part, pending, tf, bucket, inception_ms=inception, closed=True, complete=whole
+            )
+            if candle is not None:
+                rows.append(render_candle(candle, info.precision))
+        return rows
 
     async def _complete(
         self,
@@ -346,7 +383,14 @@ def _with_pending(
 ) -> list[bytes]:
     """The stored 1m rows followed by the pending ones inside the window."""
     inside = [c for c in pending if window.first_ms <= c.open_time_ms <= window.last_ms]
-    rows = rows + [render_candle(c, info.precision) for c in inside]
+    return _with_rows(rows, [render_candle(c, info.precision) for c in inside], window, room)
+
+
+def _with_rows(rows: list[bytes], more: list[bytes], window: ReadWindow, room: int) -> list[bytes]:
+    """The stored rows followed by newer ones, within the window's room."""
+    if not more:
+        return rows
+    rows = rows + more
     return rows[-room:] if window.newest else rows[:room]
 
 

@@ -123,3 +123,37 @@ async def test_a_dropped_feed_is_repaired_from_rest(tmp_path: Path) -> None:
 
             stream = await eventually(reconnected, timeout=30)
     assert stream["state"] == "up"
+
+
+async def test_a_bucket_just_closed_is_served_from_the_minutes_the_stream_still_holds(
+    tmp_path: Path,
+) -> None:
+    """Right after a 5m boundary its last minute is still within the stream's grace (not
+    stored): the 5m reply has the bucket anyway, folded from the stored part and that
+    minute, equal to the exchange's, and no exchange request was made for it."""
+    async with running_sim(paused=False, speed=30.0, start_ms=START) as sim:
+        settings = stream_settings(sim) | {"stream_grace_s": 60.0}  # 2 s of wall time
+        async with running_service(sim, tmp_path, **settings) as service:
+            await track(service)
+
+            async def streaming() -> int:
+                _, body = await service.get("/api/v1/system/data-health")
+                assert body["series"][0]["stream"]["state"] == "up"
+                return sim.clock.now_ms()
+
+            up = await eventually(streaming, timeout=15)
+            # A bucket after the minute the stream came up in (repaired from REST).
+            bucket = up - up % (5 * MINUTE) + 5 * MINUTE
+            await eventually(lambda: sim.clock.now_ms() >= bucket + 5 * MINUTE + 500, timeout=30)
+            before = await kline_requests(sim)
+            status, body = await service.get("/api/v1/market/candles/ETHUSDT/5m", limit=2)
+            read_at = sim.clock.now_ms()
+            assert status == 200, body
+            assert await kline_requests(sim) == before
+            assert read_at < bucket + 5 * MINUTE + 60_000  # the minute was still held
+            truth = await sim_klines(
+                sim, symbol="ETHUSDT", interval="5m", startTime=bucket, limit=1
+            )
+    assert body["candles"][0] == truth[0][:11], body
+    assert body["complete"] is True
+    assert "exchange" not in body["layers"]
