@@ -99,7 +99,6 @@ class Settings(BaseSettings):
     streams: bool = True
     stream_klines: bool = True  # follow the venue's 1m klines: reconcile, settle, provisional
     stream_silence_s: float = 30.0  # a socket with no frame this long (wall) is reconnected
-    stream_proof_wait_s: float = 120.0  # exchange time a minute waits for its feed's proof
     stream_grace_s: float = 2.0  # exchange time a minute stays open for late trades
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
@@ -194,7 +193,6 @@ class Settings(BaseSettings):
         "gap_settle_s",
         "clock_sync_s",
         "stream_silence_s",
-        "stream_proof_wait_s",
         "stream_grace_s",
     )
     @classmethod

@@ -283,39 +283,35 @@ def test_restored_minutes_count_in_the_open_higher_timeframe_candles() -> None:
     assert (day.open, day.low, day.close, day.volume) == (100, 90, 90, 20)
 
 
-def test_a_minute_without_proof_waits_for_a_later_message_then_closes() -> None:
-    """A quiet connection proves nothing for a while: the minutes wait for the next
-    message (here 3 minutes on) and then close, flat where nothing traded."""
-    builder = CandleBuilder(EXACT, inception_ms=OPEN, start_ms=OPEN, proof_wait_ms=5 * MINUTE_MS)
+def test_a_minute_unproven_when_it_closes_is_unknown_even_if_proof_comes_later() -> None:
+    """A message after an exchange outage would vouch for minutes the exchange has no
+    candle for: only proof by the time a minute closes makes it flat."""
+    builder = CandleBuilder(EXACT, inception_ms=OPEN, start_ms=OPEN)
     builder.add(_trade(1, 100, OPEN + 5))
     alive_until = OPEN + 10  # the trade's own message, then nothing
-    closing = builder.advance(OPEN + 3 * MINUTE_MS + GRACE_MS, alive_until)
-    assert (closing.candles, closing.unknown, closing.unproven) == ([], [], [])
-    # Not proven whole and past the grace: not served as closed.
-    assert builder.pending(OPEN + 3 * MINUTE_MS + GRACE_MS, alive_until) == []
-    # Within the grace of its end, a minute is served as it stands.
+    # Within the grace of its end a minute is served as it stands, proven or not.
     assert [c.open_time_ms for c in builder.pending(OPEN + MINUTE_MS + 1, alive_until)] == [OPEN]
+    assert builder.pending(OPEN + MINUTE_MS + GRACE_MS, alive_until) == []
+    closing = builder.advance(OPEN + 3 * MINUTE_MS + GRACE_MS, alive_until)
+    assert closing.candles == []
+    assert closing.unknown == closing.unproven == [(OPEN, OPEN + 3 * MINUTE_MS)]
+    assert list(closing.seen) == [OPEN]  # what the feed delivered of them
+    assert closing.seen[OPEN].volume == 10
+    late = OPEN + 3 * MINUTE_MS + GRACE_MS + 5  # the next message, after the fact
+    assert builder.advance(late, late).candles == []
 
+
+def test_quiet_minutes_proven_in_time_are_pending_then_flat() -> None:
+    builder = CandleBuilder(EXACT, inception_ms=OPEN, start_ms=OPEN)
+    builder.add(_trade(1, 100, OPEN + 5))
     alive_until = OPEN + 3 * MINUTE_MS + 500  # another symbol's message on the connection
     pending = builder.pending(OPEN + 3 * MINUTE_MS + 600, alive_until)
     assert [(c.open_time_ms, c.volume) for c in pending] == [
         (OPEN, 10), (OPEN + MINUTE_MS, 0), (OPEN + 2 * MINUTE_MS, 0),
     ]  # fmt: skip
-    closing = builder.advance(OPEN + 3 * MINUTE_MS + GRACE_MS, alive_until)
-    assert [(c.open_time_ms, c.volume) for c in closing.candles] == [
-        (OPEN, 10), (OPEN + MINUTE_MS, 0), (OPEN + 2 * MINUTE_MS, 0),
-    ]  # fmt: skip
-    assert closing.unknown == []
-
-
-def test_a_minute_left_unproven_past_the_wait_is_unknown_and_unproven() -> None:
-    builder = CandleBuilder(EXACT, inception_ms=OPEN, start_ms=OPEN, proof_wait_ms=2 * MINUTE_MS)
-    builder.add(_trade(1, 100, OPEN + 5))
-    closing = builder.advance(OPEN + 4 * MINUTE_MS, OPEN + 10)
-    # Minutes ending 2 minutes or more ago gave up waiting; the newer ones still wait.
-    assert closing.candles == []
-    assert closing.unknown == [(OPEN, OPEN + 2 * MINUTE_MS)]
-    assert closing.unproven == [(OPEN, OPEN + 2 * MINUTE_MS)]
+    closing = builder.advance(OPEN + 3 * MINUTE_MS + 600, alive_until)
+    assert [c.open_time_ms for c in closing.candles] == [OPEN, OPEN + MINUTE_MS]
+    assert closing.candles == pending[:2]
 
 
 def test_the_minute_the_feed_started_in_is_unknown_but_not_unproven() -> None:

@@ -16,13 +16,13 @@ closed ones will be, at the cost of one minute's update per trade.
 What the builder refuses to guess:
 - a minute with no trades becomes Binance's flat zero-volume candle only if the feed is
   proven alive past the minute's end (`alive_until_ms`: the latest message seen on an
-  unbroken connection, or the exchange's own closed kline) and the previous close is
-  known; a minute with trades closes only if the feed was alive past its end too. A
-  minute without that proof waits for it (a later message) up to `proof_wait_ms` past
-  its end, since a connection whose symbols are all quiet proves nothing for a while;
-  then it is reported `unknown` (to repair from REST, and `unproven`: the feed was
-  supposed to carry it), never emitted, and makes the next close unknown as well, so a
-  silent feed never writes flat candles;
+  unbroken connection, or the exchange's own closed kline) by the time it closes (its
+  end plus the grace) and the previous close is known; a minute with trades closes only
+  if the feed was alive past its end too. A later proof does not do: a message after an
+  exchange outage would vouch for minutes the exchange has no candle for at all. Any
+  other minute is reported `unknown` (to repair from REST, which tells an empty minute
+  from an outage; `unproven` when the feed was watching it), never emitted, and makes
+  the next close unknown as well, so a silent feed never writes flat candles;
 - a trade for a minute already closed is not folded anywhere: it is reported `late`
   (a "correction needed" signal for that minute);
 - a repeated trade id is ignored: ids are kept for the open minutes and the last
@@ -94,7 +94,6 @@ class CandleBuilder:
         "_now_ms",
         "_precision",
         "_prev_close",
-        "_proof_wait_ms",
         "_recent_seen",
         "_seen",
         "_start_ms",
@@ -110,12 +109,10 @@ class CandleBuilder:
         grace_ms: int = 2000,
         start_ms: int | None = None,
         dedup_minutes: int = 2,
-        proof_wait_ms: int = 0,
     ) -> None:
         """`trade_details` False (Bybit) leaves trade count and taker volumes None;
         `start_ms` is when the feed started delivering every trade (default: the first
-        event); `inception_ms` (the listing) is needed for 3d; `proof_wait_ms` is how
-        long past its end a minute waits for the feed to be proven alive."""
+        event); `inception_ms` (the listing) is needed for 3d."""
         self._precision = precision
         self._inception_ms = inception_ms
         self._higher = tuple(tf for tf in dict.fromkeys(timeframes) if tf != M1)
@@ -125,7 +122,6 @@ class CandleBuilder:
             tf.bucket_open(0, inception_ms)  # 3d without an inception fails here, early
         self._details = trade_details
         self._grace_ms = grace_ms
-        self._proof_wait_ms = proof_wait_ms
         self._dedup_minutes = dedup_minutes
         self._accs: dict[int, CandleAccumulator] = {}
         self._seen: dict[int, set[int | str]] = {}
@@ -232,10 +228,7 @@ class CandleBuilder:
         limit = now_ms - self._grace_ms
         minute: int = self._closed_through_ms  # type: ignore[assignment]  # set by _begin
         while minute + MINUTE_MS <= limit:
-            alive = alive_until_ms >= minute + MINUTE_MS
-            if not alive and now_ms - minute - MINUTE_MS < self._proof_wait_ms:
-                break  # no proof yet: a later message may still bring it
-            self._close_minute(minute, alive, out)
+            self._close_minute(minute, alive_until_ms >= minute + MINUTE_MS, out)
             minute += MINUTE_MS
         self._closed_through_ms = minute
         if self._cur_open < minute:  # the fast path must not fold into a closed minute

@@ -49,7 +49,7 @@ from candlevault.domain.venues import Venue
 from candlevault.exchanges.ports import SymbolInfo
 from candlevault.ingest.writer import Ingestor
 from candlevault.realtime.reconcile import differences, is_flat, reconcile
-from candlevault.realtime.symbol import LiveSymbol
+from candlevault.realtime.symbol import LiveSymbol, Queued
 
 log = logging.getLogger(__name__)
 Feed = Hashable  # one connection's identity: the venue itself when it has one
@@ -77,7 +77,7 @@ class LiveCandles:
         grace_ms: int = 2000,
         tick_s: float = 0.25,
         stale_ms: int = 15_000,
-        proof_wait_ms: int = 2 * MINUTE_MS,
+        repair_batch_ms: int = 15 * MINUTE_MS,
     ) -> None:
         self.ingestor = ingestor
         self.clock_of = clock_of
@@ -87,7 +87,7 @@ class LiveCandles:
         self.grace_ms = grace_ms
         self.tick_s = tick_s
         self.stale_ms = stale_ms
-        self.proof_wait_ms = proof_wait_ms
+        self.repair_batch_ms = repair_batch_ms
         self._symbols: dict[tuple[Venue, str], LiveSymbol] = {}
         self._alive: dict[Feed, int] = {}  # event time each feed is proven alive up to
         self._up: set[Feed] = set()
@@ -152,7 +152,8 @@ class LiveCandles:
             live.retire()
             if builder is not None and not backfilling:
                 closing = builder.advance(alive + self.grace_ms, alive)
-                self._spawn(self._closing_now(live, closing, self.clock_of(live.venue).now_ms()))
+                now = self.clock_of(live.venue).now_ms()
+                self._spawn(self._closing_now(live, closing, now, final=True))
         self._down_from[feed] = alive  # `connected` repairs from here
 
     def gap(self, feed: Feed, start_ms: int, end_ms: int) -> None:
@@ -293,8 +294,11 @@ class LiveCandles:
 
     # --- closing ----------------------------------------------------------------------
 
-    async def _closing_now(self, live: LiveSymbol, closing: Closing, now: int) -> None:
-        """Reconcile, write, and send what is unknown to REST."""
+    async def _closing_now(
+        self, live: LiveSymbol, closing: Closing, now: int, *, final: bool = False
+    ) -> None:
+        """Reconcile, write, and send what is unknown to REST (`final`: the builder's
+        last closing, nothing more is coming to extend a queued repair)."""
         done = reconcile(closing.candles, closing.unknown, live.venue_closed)
         for mine, theirs in done.corrected:
             self._corrected(live, mine, theirs)
@@ -305,8 +309,9 @@ class LiveCandles:
             await self._write(live, done.candles, now)
         for span in done.unknown:
             self.unknown_minutes += (span[1] - span[0]) // MINUTE_MS
-            unproven = [u for u in closing.unproven if u[0] < span[1] and span[0] < u[1]]
-            self._repair(live, span, False, closing.seen if unproven else None)
+            self._queue(live, span, closing)
+        if done.candles or final:  # the unknown stretch, if any, has ended
+            self._flush(live)
         if closing.late:
             self.late_trades += len(closing.late)
             for minute in closing.late_minutes():
@@ -349,18 +354,38 @@ class LiveCandles:
 
     # --- repairs ----------------------------------------------------------------------
 
+    def _queue(self, live: LiveSymbol, span: Span, closing: Closing) -> None:
+        """Hold an unknown span for one repair with the next ones: a quiet connection
+        leaves a minute unknown at every close, and one request can bring many."""
+        queued = live.queued
+        if queued is None or queued.span[1] != span[0]:
+            self._flush(live)
+            queued = live.queued = Queued(span)
+        queued.span = (queued.span[0], span[1])
+        for lo, hi in closing.unproven:
+            if lo < span[1] and span[0] < hi:
+                queued.unproven.append((max(lo, span[0]), min(hi, span[1])))
+        queued.seen.update(closing.seen)
+        if queued.span[1] - queued.span[0] >= self.repair_batch_ms:
+            self._flush(live)
+
+    def _flush(self, live: LiveSymbol) -> None:
+        queued, live.queued = live.queued, None
+        if queued is not None:
+            self._repair(live, queued.span, False, queued if queued.unproven else None)
+
     def _repair(
-        self, live: LiveSymbol, span: Span, fresh: bool, seen: dict[int, Candle] | None = None
+        self, live: LiveSymbol, span: Span, fresh: bool, check: Queued | None = None
     ) -> None:
-        """Fetch `span` from REST once it has closed; `seen` given (an unproven stretch):
-        then check whether the feed lost trades there."""
+        """Fetch `span` from REST once it has closed; `check` given (unproven minutes):
+        then see whether the feed lost trades there."""
         if span[1] <= span[0]:
             return
         live.repaired_minutes += (span[1] - span[0]) // MINUTE_MS
-        self._spawn(self._repair_now(live, span, fresh, seen))
+        self._spawn(self._repair_now(live, span, fresh, check))
 
     async def _repair_now(
-        self, live: LiveSymbol, span: Span, fresh: bool, seen: dict[int, Candle] | None
+        self, live: LiveSymbol, span: Span, fresh: bool, check: Queued | None
     ) -> None:
         venue, symbol = live.venue, live.info.symbol
         clock = self.clock_of(venue)
@@ -373,21 +398,22 @@ class LiveCandles:
         except CandlevaultError as e:
             log.warning("repairing %s %s %s failed: %s", venue.value, symbol, span, e)
             return
-        if seen is not None and await self._lost_trades(live, span, seen):
+        if check is not None and await self._lost_trades(live, check):
             self.silent_feeds += 1
             log.warning("%s feed of %s lost trades while connected", venue.value, symbol)
             if self.on_silent is not None:
                 self.on_silent(live.feed)
 
-    async def _lost_trades(self, live: LiveSymbol, span: Span, seen: dict[int, Candle]) -> bool:
-        """Whether REST shows volume in `span` that the feed did not deliver."""
-        stored = await self.ingestor.store.read(
-            live.venue, live.info.symbol, M1, start_ms=span[0], end_ms=span[1] - 1
-        )
-        for minute, volume in zip(stored.open_time_ms, stored.volume, strict=True):
-            mine = seen.get(minute)
-            if volume != (0 if mine is None else mine.volume):
-                return True
+    async def _lost_trades(self, live: LiveSymbol, check: Queued) -> bool:
+        """Whether REST shows volume in the unproven minutes that the feed did not deliver."""
+        for lo, hi in check.unproven:
+            stored = await self.ingestor.store.read(
+                live.venue, live.info.symbol, M1, start_ms=lo, end_ms=hi - 1
+            )
+            for minute, volume in zip(stored.open_time_ms, stored.volume, strict=True):
+                mine = check.seen.get(minute)
+                if volume != (0 if mine is None else mine.volume):
+                    return True
         return False
 
     # --- backfill ---------------------------------------------------------------------
@@ -467,5 +493,4 @@ class LiveCandles:
             trade_details=live.venue not in BYBIT,
             grace_ms=self.grace_ms,
             start_ms=start_ms,
-            proof_wait_ms=self.proof_wait_ms,
         )

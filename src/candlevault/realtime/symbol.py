@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
+from dataclasses import dataclass, field
 
 from candlevault.aggregation.builder import CandleBuilder
 from candlevault.domain.candles import Candle
+from candlevault.domain.spans import Span
 from candlevault.domain.trades import Trade
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.ports import SymbolInfo
 
 WRITTEN_KEPT = 10  # minutes: a venue's closed kline comes within seconds of the close
+
+
+@dataclass
+class Queued:
+    """Unknown minutes held for one REST repair, and what to check after it."""
+
+    span: Span
+    unproven: list[Span] = field(default_factory=list)  # the feed watched these: no proof
+    seen: dict[int, Candle] = field(default_factory=dict)  # what it delivered of them
 
 
 class LiveSymbol:
@@ -31,6 +42,7 @@ class LiveSymbol:
         "inception_ms",
         "info",
         "provisional",
+        "queued",
         "repaired_minutes",
         "started_ms",
         "venue",
@@ -54,6 +66,7 @@ class LiveSymbol:
         self.provisional: Candle | None = None  # the venue's newest forming 1m kline
         self.written: dict[int, Candle] = {}  # the last minutes written, by minute
         self.repaired_minutes = 0
+        self.queued: Queued | None = None  # unknown minutes waiting for one repair
 
     def retire(self) -> None:
         """Drop the builder and any backfill in flight (the feed broke or starts over)."""

@@ -62,7 +62,6 @@ class Streams:
             repair,
             backfill=self.backfill,
             on_silent=self.on_silent,
-            proof_wait_ms=round(settings.stream_proof_wait_s * 1000),
             grace_ms=round(settings.stream_grace_s * 1000),
         )
         self.pools: dict[Venue, VenueStreams] = {}

@@ -1,0 +1,210 @@
+"""The service's streams against the simulator's faults and quiet markets, end to end:
+what is stored equals the exchange's klines, an exchange outage stays a confirmed-empty
+gap (never flat candles), quiet minutes are the exchange's flat ones, a feed that goes
+silent while connected is found out and reconnected, and after a drop the open minute
+is made whole (Binance: aggTrades by id) or settled by the venue's own kline (Bybit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from candlevault.domain.spans import SpanSet
+from candlevault.domain.times import parse_time_ms
+from tests.integration.api.service import Service, running_service, track
+from tests.integration.api.test_candles import sim_klines
+from tests.integration.api.test_streams import MINUTE, START, stream_settings
+from tests.integration.exchanges.venues import Sim, running_sim
+from tests.support.waiting import eventually
+
+SPEED = 60.0
+QUIET_START = parse_time_ms("2020-01-15T12:00:00Z")  # NEOETH: two minutes in three empty
+OUTAGE = (QUIET_START + 14 * MINUTE, QUIET_START + 17 * MINUTE)
+
+
+async def stream_health(service: Service, series: int = 0) -> dict[str, Any]:
+    status, body = await service.get("/api/v1/system/data-health")
+    assert status == 200, body
+    stream: dict[str, Any] = body["series"][series]["stream"]
+    return stream
+
+
+async def up(service: Service, series: int = 0) -> None:
+    async def streaming() -> bool:
+        stream = await stream_health(service, series)
+        return stream["state"] == "up" and stream["last_event_ms"] is not None
+
+    await eventually(streaming, timeout=20)
+
+
+async def matches_exchange(
+    service: Service, sim: Sim, symbol: str, first: int, count: int, venue: str = "binance"
+) -> dict[str, Any]:
+    """Wait until the stored 1m candles [first, first + count) equal the simulator's."""
+    async def same() -> dict[str, Any]:
+        status, body = await service.get(
+            f"/api/v1/market/candles/{symbol}/1m", venue=venue, start_time=first,
+            end_time=first + (count - 1) * MINUTE, cache_strategy="cache_only",
+        )  # fmt: skip
+        assert status == 200, body
+        assert body["complete"], body
+        if venue == "binance":
+            truth = await sim_klines(
+                sim, symbol=symbol, interval="1m", startTime=first, limit=count
+            )
+        else:
+            truth = await bybit_klines(sim, venue, symbol, first, count)
+        truth = [row[:11] for row in truth if row[0] < first + count * MINUTE]
+        assert body["candles"] == truth
+        return dict(body)
+
+    return await eventually(same, timeout=30)
+
+
+async def bybit_klines(
+    sim: Sim, venue: str, symbol: str, first: int, count: int
+) -> list[list[Any]]:
+    """The simulator's Bybit 1m klines as candlevault's v1 rows (no count, no taker)."""
+    params = {"category": venue.removeprefix("bybit-"), "symbol": symbol, "interval": "1",
+              "start": first, "limit": count}  # fmt: skip
+    async with sim.session.get(sim.server.url + "/v5/market/kline", params=params) as reply:
+        rows = orjson.loads(await reply.read())["result"]["list"]
+    return [
+        [int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[0]) + MINUTE - 1, r[6], None, None, None]
+        for r in reversed(rows)
+    ]
+
+
+async def test_an_outage_stays_empty_and_quiet_minutes_are_the_exchanges_flat_ones(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_sim(paused=False, speed=SPEED, start_ms=QUIET_START, outages=(OUTAGE,)) as sim,
+        running_service(
+            sim, tmp_path, **(stream_settings(sim) | {"bootstrap_since": QUIET_START - MINUTE})
+        ) as service,
+    ):
+        await track(service)
+        await track(service, "NEOETH")  # illiquid: most minutes see no trade
+        await up(service)
+        since = sim.clock.now_ms() - sim.clock.now_ms() % MINUTE + MINUTE
+        assert since < OUTAGE[0] - 2 * MINUTE, "the service came up too late for the test"
+        # The stream cannot tell an outage from quiet minutes: REST does, once the
+        # minutes have settled (an empty answer about a minute just closed proves nothing).
+        await eventually(lambda: sim.clock.now_ms() > OUTAGE[1] + 7 * MINUTE, timeout=40)
+        count = (OUTAGE[1] + 2 * MINUTE - since) // MINUTE
+        for symbol in ("ETHUSDT", "NEOETH"):
+            status, body = await service.get(
+                f"/api/v1/market/candles/{symbol}/1m", start_time=since, limit=count
+            )
+            assert status == 200, body
+        eth = await matches_exchange(service, sim, "ETHUSDT", since, count)
+        neo = await matches_exchange(service, sim, "NEOETH", since, count)
+        stream = await stream_health(service)
+    outage = SpanSet.of(*OUTAGE)
+    assert SpanSet.from_pairs(eth["empty"]) == outage  # confirmed empty, as the exchange has it
+    assert not [row for row in eth["candles"] if OUTAGE[0] <= row[0] < OUTAGE[1]]
+    flat = [row for row in neo["candles"] if float(row[5]) == 0 and row[0] >= since]
+    assert flat, "NEOETH had no quiet minute to check"
+    assert stream["closed_minutes"] > 0
+    assert stream["silent_feeds"] == 0  # the outage and the quiet minutes are no fault
+
+
+async def test_a_feed_silent_while_connected_is_found_out_and_reconnected(tmp_path: Path) -> None:
+    async with running_sim(paused=False, speed=SPEED, start_ms=START) as sim:
+        settings = stream_settings(sim)
+        async with running_service(sim, tmp_path, **settings) as service:
+            await track(service)
+            await up(service)
+            await faults(sim, {"ws_silent": True})
+            silent_from = sim.clock.now_ms()
+
+            async def found_out() -> dict[str, Any]:
+                stream = await stream_health(service)
+                assert stream["silent_feeds"] >= 1
+                assert stream["silences"] >= 1  # reconnected on the finding
+                return stream
+
+            await eventually(found_out, timeout=30)
+            await faults(sim, {"ws_silent": False})
+            resumed = sim.clock.now_ms()
+            await eventually(lambda: sim.clock.now_ms() > resumed + 4 * MINUTE, timeout=20)
+            first = silent_from - silent_from % MINUTE - MINUTE
+            count = (resumed - first) // MINUTE + 2
+            await matches_exchange(service, sim, "ETHUSDT", first, count)
+
+
+async def test_binance_makes_the_minute_after_a_drop_whole_from_aggtrades(tmp_path: Path) -> None:
+    async with (
+        running_sim(paused=False, speed=SPEED, start_ms=START) as sim,
+        running_service(sim, tmp_path, **stream_settings(sim)) as service,
+    ):
+        await track(service)
+        await up(service)
+        before = (await stream_health(service))["backfilled_trades"]
+        await drop(sim)
+
+        async def backfilled() -> dict[str, Any]:
+            stream = await stream_health(service)
+            assert stream["reconnects"] >= 1
+            assert stream["backfilled_trades"] > before
+            return stream
+
+        await eventually(backfilled, timeout=30)
+        stats = await sim.stats()
+        assert stats["venues"]["binance"]["requests"].get("/api/v3/aggTrades", 0) >= 2
+        # The open candle, from the builder made whole, equals the exchange's.
+        await eventually(lambda: 20_000 <= sim.clock.now_ms() % MINUTE <= 35_000, timeout=5)
+        sim.world.clock.pause()
+        await eventually(lambda: forming_equal(service, sim), timeout=5)
+
+
+async def forming_equal(service: Service, sim: Sim) -> bool:
+    """The forming kline through candlevault equals the simulator's own."""
+    params = {"symbol": "ETHUSDT", "interval": "1m", "limit": 1}
+    status, mine = await service.get("/api/v3/klines", **params)
+    assert status == 200, mine
+    theirs = await sim_klines(sim, **params)
+    assert mine == theirs
+    return True
+
+
+async def test_bybit_settles_the_minute_after_a_drop_with_its_own_closed_kline(
+    tmp_path: Path,
+) -> None:
+    async with running_sim(paused=False, speed=SPEED, start_ms=START) as sim:
+        settings = stream_settings(sim) | {"symbols": "bybit-linear:ETHUSDT"}
+        async with running_service(sim, tmp_path, **settings) as service:
+            await eventually(lambda: jobs_done(service), timeout=20)
+            await up(service)
+            await drop(sim)
+            dropped = sim.clock.now_ms()
+
+            async def settled() -> dict[str, Any]:
+                stream = await stream_health(service)
+                assert stream["reconnects"] >= 1
+                assert stream["settled_minutes"] >= 1  # the minute it came back in
+                return stream
+
+            await eventually(settled, timeout=30)
+            await eventually(lambda: sim.clock.now_ms() > dropped + 3 * MINUTE, timeout=10)
+            first = dropped - dropped % MINUTE - MINUTE
+            await matches_exchange(service, sim, "ETHUSDT", first, 3, venue="bybit-linear")
+
+
+async def jobs_done(service: Service) -> bool:
+    status, body = await service.admin("GET", "/api/v1/admin/bootstrap/status")
+    assert status == 200, body
+    return bool(body["jobs"]) and all(j["state"] == "done" for j in body["jobs"])
+
+
+async def faults(sim: Sim, patch: dict[str, Any]) -> None:
+    async with sim.session.post(sim.server.url + "/_sim/faults", json=patch) as reply:
+        assert reply.status == 200, await reply.text()
+
+
+async def drop(sim: Sim) -> None:
+    async with sim.session.post(sim.server.url + "/_sim/ws/drop") as reply:
+        assert orjson.loads(await reply.read())["dropped"] >= 1
