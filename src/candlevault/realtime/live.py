@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Sequence
 from typing import Any
 
 import msgspec
@@ -42,25 +42,21 @@ from candlevault.domain.candles import Candle
 from candlevault.domain.clock import Clock
 from candlevault.domain.columns import columns_from
 from candlevault.domain.errors import CandlevaultError
-from candlevault.domain.spans import Span
 from candlevault.domain.timeframes import M1, MINUTE_MS
 from candlevault.domain.trades import Trade
 from candlevault.domain.venues import Venue
 from candlevault.exchanges.ports import SymbolInfo
 from candlevault.ingest.writer import Ingestor
+from candlevault.realtime.backfill import Backfill, missed_trades
 from candlevault.realtime.reconcile import differences, is_flat, reconcile
-from candlevault.realtime.symbol import LiveSymbol, Queued
+from candlevault.realtime.repairs import Repair, Repairs
+from candlevault.realtime.symbol import LiveSymbol
 
 log = logging.getLogger(__name__)
 Feed = Hashable  # one connection's identity: the venue itself when it has one
-Repair = Callable[[Venue, str, Span, bool], Awaitable[None]]  # (venue, symbol, span, fresh)
-Backfill = Callable[[Venue, SymbolInfo, int, int | None], Awaitable[list[Trade]]]
-"""(venue, info, from_ms, until_id): the trades with T >= from_ms and id < until_id (or up
-to now), in id order."""
 BACKFILLED = (Venue.BINANCE, Venue.BINANCE_USDM)  # venues whose trades can be had by id
 BYBIT = (Venue.BYBIT_SPOT, Venue.BYBIT_LINEAR)
 FIRST_LOOK_BACK_MS = 60 * MINUTE_MS
-BACKFILL_ROUNDS = 4
 
 
 class LiveCandles:
@@ -81,13 +77,21 @@ class LiveCandles:
     ) -> None:
         self.ingestor = ingestor
         self.clock_of = clock_of
-        self.repair = repair
         self.backfill = backfill
         self.on_silent = on_silent
         self.grace_ms = grace_ms
         self.tick_s = tick_s
         self.stale_ms = stale_ms
-        self.repair_batch_ms = repair_batch_ms
+        self.repairs = Repairs(
+            ingestor.store,
+            clock_of,
+            repair,
+            self._spawn,
+            self._lost_trades,
+            grace_ms=grace_ms,
+            tick_s=tick_s,
+            batch_ms=repair_batch_ms,
+        )
         self._symbols: dict[tuple[Venue, str], LiveSymbol] = {}
         self._alive: dict[Feed, int] = {}  # event time each feed is proven alive up to
         self._up: set[Feed] = set()
@@ -139,7 +143,7 @@ class LiveCandles:
         first = down_from - down_from % MINUTE_MS  # to the minute it is (back) up in
         for live in self._on(feed):
             self._start(live, now_ms)
-            self._repair(live, (first, now_ms - now_ms % MINUTE_MS), False)
+            self.repairs.start(live, (first, now_ms - now_ms % MINUTE_MS), False)
 
     def broken(self, feed: Feed) -> None:
         """The feed dropped: its builders' unbroken stretch ends here; what they proved
@@ -309,13 +313,13 @@ class LiveCandles:
             await self._write(live, done.candles, now)
         for span in done.unknown:
             self.unknown_minutes += (span[1] - span[0]) // MINUTE_MS
-            self._queue(live, span, closing)
+            self.repairs.queue(live, span, closing)
         if done.candles or final:  # the unknown stretch, if any, has ended
-            self._flush(live)
+            self.repairs.flush(live)
         if closing.late:
             self.late_trades += len(closing.late)
             for minute in closing.late_minutes():
-                self._repair(live, (minute, minute + MINUTE_MS), True)
+                self.repairs.start(live, (minute, minute + MINUTE_MS), True)
 
     def _refit(self, live: LiveSymbol, theirs: Candle) -> list[Candle]:
         """The venue's late version of a written minute, and the written flat minutes
@@ -331,6 +335,12 @@ class LiveCandles:
         if live.builder is not None:
             live.builder.resume_after(out[-1])
         return out
+
+    def _lost_trades(self, live: LiveSymbol) -> None:
+        self.silent_feeds += 1
+        log.warning("%s feed of %s lost trades while connected", live.venue.value, live.info.symbol)
+        if self.on_silent is not None:
+            self.on_silent(live.feed)
 
     def _corrected(self, live: LiveSymbol, mine: Candle, theirs: Candle) -> None:
         self.corrections += 1
@@ -351,70 +361,6 @@ class LiveCandles:
             return
         self.closed_minutes += len(candles)
         live.remember(candles)
-
-    # --- repairs ----------------------------------------------------------------------
-
-    def _queue(self, live: LiveSymbol, span: Span, closing: Closing) -> None:
-        """Hold an unknown span for one repair with the next ones: a quiet connection
-        leaves a minute unknown at every close, and one request can bring many."""
-        queued = live.queued
-        if queued is None or queued.span[1] != span[0]:
-            self._flush(live)
-            queued = live.queued = Queued(span)
-        queued.span = (queued.span[0], span[1])
-        for lo, hi in closing.unproven:
-            if lo < span[1] and span[0] < hi:
-                queued.unproven.append((max(lo, span[0]), min(hi, span[1])))
-        queued.seen.update(closing.seen)
-        if queued.span[1] - queued.span[0] >= self.repair_batch_ms:
-            self._flush(live)
-
-    def _flush(self, live: LiveSymbol) -> None:
-        queued, live.queued = live.queued, None
-        if queued is not None:
-            self._repair(live, queued.span, False, queued if queued.unproven else None)
-
-    def _repair(
-        self, live: LiveSymbol, span: Span, fresh: bool, check: Queued | None = None
-    ) -> None:
-        """Fetch `span` from REST once it has closed; `check` given (unproven minutes):
-        then see whether the feed lost trades there."""
-        if span[1] <= span[0]:
-            return
-        live.repaired_minutes += (span[1] - span[0]) // MINUTE_MS
-        self._spawn(self._repair_now(live, span, fresh, check))
-
-    async def _repair_now(
-        self, live: LiveSymbol, span: Span, fresh: bool, check: Queued | None
-    ) -> None:
-        venue, symbol = live.venue, live.info.symbol
-        clock = self.clock_of(venue)
-        wait_ms = span[1] + self.grace_ms - clock.now_ms()
-        while wait_ms > 0:  # exchange time may run faster than the wall: check again
-            await asyncio.sleep(min(wait_ms / 1000, self.tick_s))
-            wait_ms = span[1] + self.grace_ms - clock.now_ms()
-        try:
-            await self.repair(venue, symbol, span, fresh)
-        except CandlevaultError as e:
-            log.warning("repairing %s %s %s failed: %s", venue.value, symbol, span, e)
-            return
-        if check is not None and await self._lost_trades(live, check):
-            self.silent_feeds += 1
-            log.warning("%s feed of %s lost trades while connected", venue.value, symbol)
-            if self.on_silent is not None:
-                self.on_silent(live.feed)
-
-    async def _lost_trades(self, live: LiveSymbol, check: Queued) -> bool:
-        """Whether REST shows volume in the unproven minutes that the feed did not deliver."""
-        for lo, hi in check.unproven:
-            stored = await self.ingestor.store.read(
-                live.venue, live.info.symbol, M1, start_ms=lo, end_ms=hi - 1
-            )
-            for minute, volume in zip(stored.open_time_ms, stored.volume, strict=True):
-                mine = check.seen.get(minute)
-                if volume != (0 if mine is None else mine.volume):
-                    return True
-        return False
 
     # --- backfill ---------------------------------------------------------------------
 
@@ -437,27 +383,14 @@ class LiveCandles:
 
     async def _backfill_now(self, live: LiveSymbol, builder: CandleBuilder, minute: int) -> None:
         assert self.backfill is not None
-        got: list[Trade] = []
-        from_ms = minute
         try:
-            for _ in range(BACKFILL_ROUNDS):
-                held = live.buffer
-                until = int(held[0].trade_id) if held else None
-                for trade in await self.backfill(live.venue, live.info, from_ms, until):
-                    if not got or int(trade.trade_id) > int(got[-1].trade_id):
-                        got.append(trade)
-                held = live.buffer
-                if live.builder is not builder or held is None:
-                    return  # superseded
-                # Contiguous with the stream (ids follow on), or nothing held yet: the
-                # stream was subscribed before the fetch, so it has the rest.
-                if not held or not got or int(got[-1].trade_id) + 1 >= int(held[0].trade_id):
-                    break
-                from_ms = got[-1].time_ms
+            got = await missed_trades(self.backfill, live, builder, minute)
         except CandlevaultError as e:
             log.warning("backfilling %s %s failed: %s", live.venue.value, live.info.symbol, e)
             self._give_up_backfill(live)
             return
+        if got is None:
+            return  # superseded
         held, live.buffer, live.backfilling = live.buffer or [], None, None
         for trade in got:
             builder.add(trade)

@@ -25,8 +25,9 @@ from candlevault.domain.venues import Venue
 from candlevault.exchanges.binance.rest import BinanceRest
 from candlevault.exchanges.ports import SymbolInfo
 from candlevault.ingest.writer import Ingestor
-from candlevault.realtime.live import Feed, LiveCandles, Repair
+from candlevault.realtime.live import Feed, LiveCandles
 from candlevault.realtime.pool import MAX_STREAMS, VenueStreams
+from candlevault.realtime.repairs import Repair
 from candlevault.realtime.supervisor import StreamSupervisor
 from candlevault.service.stats import ServiceStats
 from candlevault.service.venues import Venues
