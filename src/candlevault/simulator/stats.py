@@ -15,8 +15,8 @@ index them without checking. Archive requests are counted per directory of the
 data.binance.vision tree rather than per file (`/data/spot/daily/klines/*.zip`,
 `.../*.CHECKSUM` apart), and their candles are the rows of the files served. "ws" is
 empty here; the server fills it with the WebSocket hub's counts per venue (`WsStats`:
-connections, open, messages, received, pings, pong_timeouts, disconnects, and the
-faults' dropped, duplicated, reordered, silenced).
+connections, open, messages, received, pings, pong_timeouts, disconnects, the limits'
+rate_limited and refused, and the faults' dropped, duplicated, reordered, silenced).
 """
 
 from __future__ import annotations

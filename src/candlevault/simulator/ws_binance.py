@@ -19,13 +19,27 @@ Streams (payloads as in ../shared/fixtures/binance/ws/, key order included):
 - `<symbol>@kline_<interval>`: `{"e":"kline","E":..,"s":..,"k":{"t","T","s","i","f","L",
   "o","c","h","l","v","n","x","q","V","Q","B":"0"}}`, an update at most every 2 s of sim
   time while the candle trades (the first only with its first trade), then one with
-  `"x":true` once its close time has passed; values are those of the REST klines.
+  `"x":true` once its close time has passed; values are those of the REST klines. A
+  candle that never traded gets no event at all, not even the final one: Binance sends a
+  candle's first event with its first trade and then "every 2s if there is anything
+  new" (../shared/fixtures/README.md, "Binance WebSocket").
 
 Live control (binance-spot-api-docs web-socket-streams.md): `SUBSCRIBE`/`UNSUBSCRIBE`
 answer `{"result":null,"id":1}`, `LIST_SUBSCRIPTIONS` `{"result":[...],"id":3}`,
 `SET_PROPERTY`/`GET_PROPERTY` the `combined` flag. Refusals use the documented codes
 in the wrapper the venue sends (`{"error":{"code":2,"msg":"Invalid request: invalid
 stream"},"id":2}`, as logged in ctubio/Krypto-trading-bot issue #1121).
+
+Limits ("WebSocket Limits" in the same page; ws_limits.py, enforced by the hub for the
+message rate and the connections): "A single connection can listen to a maximum of 1024
+streams" (`WsLimits.streams`, spot and USD-M). Binance documents no answer past it, so
+here a `SUBSCRIBE` that would take the connection past the cap is refused whole, in the
+documented error wrapper (`{"error":{"code":2,"msg":"Invalid request: too many streams;
+a connection can listen to a maximum of 1024"},"id":7}`), and the streams already
+subscribed flow on; a URL that names more streams than the cap (counting the names
+that are streams, each once) is refused before the upgrade with HTTP 400 and
+`{"code":2,"msg":..}` (the `refused` count). With the real cap such a URL is longer than
+the ~8000 characters Binance (and aiohttp) accept in a request line anyway.
 """
 
 from __future__ import annotations
@@ -79,10 +93,13 @@ class _Stream:
 class BinanceSession:
     """One Binance stream connection: its subscriptions and the frames they owe."""
 
-    def __init__(self, world: SimWorld, venue: Venue, combined: bool) -> None:
+    def __init__(
+        self, world: SimWorld, venue: Venue, combined: bool, max_streams: int | None = None
+    ) -> None:
         self.world = world
         self.venue = venue
         self.combined = combined
+        self.max_streams = max_streams  # None: no cap
         self.streams: dict[str, _Stream] = {}
 
     def subscribe(self, name: str, now_ms: int) -> bool:
@@ -146,10 +163,12 @@ class BinanceSession:
             for name in params:
                 self.streams.pop(name, None)
             return _result(None, request_id)
-        wanted = [name for name in params if name not in self.streams]
+        wanted = [name for name in dict.fromkeys(params) if name not in self.streams]
         parsed = [self._parse(name, now_ms) for name in wanted]
         if any(stream is None for stream in parsed):
             return _error(2, "Invalid request: invalid stream", request_id)
+        if self.max_streams is not None and len(self.streams) + len(wanted) > self.max_streams:
+            return _error(2, too_many_streams(self.max_streams), request_id)
         self.streams.update((s.name, s) for s in parsed if s is not None)
         return _result(None, request_id)
 
@@ -199,7 +218,7 @@ class BinanceSession:
         out: list[tuple[int, bytes]] = []
         if stream.kline_open is not None and stream.kline_open != current:
             closed = view.bucket(tf, stream.kline_open, now)
-            if closed is not None:
+            if closed is not None and closed.trades:  # a candle that never traded: no event
                 event_ms = closed.close_time_ms + 1
                 out.append((event_ms, kline_event(closed, tf, view.market, event_ms, final=True)))
             stream.kline_sent = None
@@ -217,6 +236,11 @@ class BinanceSession:
         if not self.combined:
             return body
         return b'{"stream":%b,"data":%b}' % (orjson.dumps(stream.name), body)
+
+
+def too_many_streams(cap: int) -> str:
+    """Return the refusal text for going past `cap` streams on one connection."""
+    return f"Invalid request: too many streams; a connection can listen to a maximum of {cap}"
 
 
 def _valid_id(value: object, *, spot: bool) -> bool:
@@ -322,13 +346,17 @@ def _handler(
     world: SimWorld, hub: WsHub, venue: Venue, combined: bool
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        session = BinanceSession(world, venue, combined)
+        limits = hub.limits(venue.value)
+        cap = limits.streams if limits is not None else None
+        session = BinanceSession(world, venue, combined, cap)
         text = (
             request.query.get("streams", "") if combined else request.match_info.get("streams", "")
         )
         now = world.now_ms()
         for name in filter(None, text.split("/")):
             session.subscribe(name, now)  # names that are no stream are ignored, as Binance does
+        if cap is not None and len(session.streams) > cap:
+            return hub.refuse(venue.value, 400, 2, too_many_streams(cap))
         return await hub.serve(request, venue.value, session, world.now_ms, world.faults)
 
     return handle

@@ -18,6 +18,13 @@ Heartbeats run in *wall* time, as Binance's do: a ping every `ping_every_s` (20 
 disconnect when no pong came within `pong_within_s` (60 s), and cut every connection
 after `max_age_s` (24 h). `WsTimings` lets tests shrink them.
 
+Binance's documented WebSocket limits (ws_limits.py) are enforced here for the venues
+`WsTimings.limits` names, in wall time too: an incoming text, ping or pong frame beyond
+`messages` in any rolling `messages_per_s` closes the connection with 1008 "Too many
+requests" (counted as `rate_limited`), and a handshake beyond `connections` per client
+IP in any rolling `connections_per_s` is refused with HTTP 429 (counted as `refused`,
+like the venue modules' own refusals, e.g. a URL naming too many streams).
+
 WebSocket faults (`/_sim/faults`, see faults.py) act on market frames only, never on
 control replies or heartbeats: `ws_silent` has the pump keep asking the session (so the
 cursors move on) and send nothing; `FrameShaper` sends a share of frames twice and holds
@@ -32,10 +39,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import orjson
 from aiohttp import WSMsgType, web
 
 from candlevault.domain.trades import Trade
@@ -43,19 +51,33 @@ from candlevault.simulator.binance_trades import AggTrade, aggregate, minute_tra
 from candlevault.simulator.faults import FaultSwitchboard, WsFrameFault
 from candlevault.simulator.market import MINUTE_MS, VenueMarket
 from candlevault.simulator.world import SimWorld
+from candlevault.simulator.ws_limits import (
+    CLOSE_TOO_MANY_REQUESTS,
+    CODE_TOO_MANY_REQUESTS,
+    TOO_MANY_REQUESTS,
+    ConnectionGate,
+    WsLimits,
+    message_window,
+    venue_limits,
+)
 
 TICK_S = 0.02
 Frame = tuple[int, bytes]  # (event time, payload), to order one tick's frames
 MAX_CATCH_UP_MS = 10 * MINUTE_MS
+COUNTED = frozenset({WSMsgType.TEXT, WSMsgType.PING, WSMsgType.PONG})  # by the message limit
 
 
 @dataclass(frozen=True)
 class WsTimings:
-    """Heartbeat and lifetime limits in wall seconds (Binance's by default)."""
+    """Heartbeat, lifetime and per-venue limits in wall seconds (Binance's by default).
+
+    `limits` maps a venue name to its `WsLimits`; a venue left out has none.
+    """
 
     ping_every_s: float = 20.0
     pong_within_s: float = 60.0
     max_age_s: float = 24 * 3600.0
+    limits: Mapping[str, WsLimits] = field(default_factory=venue_limits, hash=False)
 
 
 class Session(Protocol):
@@ -85,6 +107,8 @@ class WsStats:
     duplicated: Counter[str] = field(default_factory=Counter)
     reordered: Counter[str] = field(default_factory=Counter)
     silenced: Counter[str] = field(default_factory=Counter)
+    rate_limited: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
 
     def reset(self) -> None:
         """Clear every count but the open connections (a gauge, not a count)."""
@@ -97,6 +121,7 @@ class WsStats:
         names = (
             "connections", "open", "messages", "received", "pings", "pong_timeouts",
             "disconnects", "dropped", "duplicated", "reordered", "silenced",
+            "rate_limited", "refused",
         )  # fmt: skip
         return {name: dict(sorted(getattr(self, name).items())) for name in names}
 
@@ -108,6 +133,17 @@ class WsHub:
         self.timings = timings or WsTimings()
         self.stats = WsStats()
         self._open: dict[web.WebSocketResponse, str] = {}
+        self._gate = ConnectionGate()
+
+    def limits(self, venue: str) -> WsLimits | None:
+        """Return the limits enforced on `venue`'s connections (None: none)."""
+        return self.timings.limits.get(venue)
+
+    def refuse(self, venue: str, status: int, code: int, msg: str) -> web.Response:
+        """Count a refused handshake and return its HTTP answer, `{"code":..,"msg":..}`."""
+        self.stats.refused[venue] += 1
+        body = orjson.dumps({"code": code, "msg": msg})
+        return web.Response(status=status, body=body, content_type="application/json")
 
     async def drop_all(self, message: bytes = b"simulated drop") -> int:
         """Close every open connection now (code 1001, going away); return how many."""
@@ -140,8 +176,15 @@ class WsHub:
         session: Session,
         now: _Now,
         faults: FaultSwitchboard,
-    ) -> web.WebSocketResponse:
-        """Run one accepted connection until either side closes it."""
+    ) -> web.StreamResponse:
+        """Run one connection until either side closes it (or refuse it: HTTP 429)."""
+        limits = self.limits(venue)
+        if limits is not None and not self._gate.admit(venue, request.remote or "", limits):
+            msg = (
+                f"Too many connections; at most {limits.connections} "
+                f"every {limits.connections_per_s:g} s per IP"
+            )
+            return self.refuse(venue, 429, CODE_TOO_MANY_REQUESTS, msg)
         ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
         await ws.prepare(request)
         pongs = [time.monotonic()]  # the last pong's wall time, shared with the heartbeat
@@ -169,7 +212,12 @@ class WsHub:
         now: _Now,
         pongs: list[float],
     ) -> None:
+        window = message_window(self.limits(venue))
         async for msg in ws:
+            if window is not None and msg.type in COUNTED and not window.admit():
+                self.stats.rate_limited[venue] += 1
+                await ws.close(code=CLOSE_TOO_MANY_REQUESTS, message=TOO_MANY_REQUESTS)
+                return
             if msg.type is WSMsgType.TEXT:
                 self.stats.received[venue] += 1
                 for reply in session.on_text(msg.data, now()):

@@ -15,9 +15,11 @@ import pytest
 from candlevault.aggregation.trades import fold_trades
 from candlevault.domain.candles import kline_row
 from candlevault.domain.decimals import Precision, parse_units
+from candlevault.domain.times import parse_time_ms
 from candlevault.domain.trades import Trade
 from candlevault.domain.venues import Venue
 from candlevault.simulator.ws_hub import WsTimings
+from candlevault.simulator.ws_limits import WsLimits
 from tests.integration.simulator.ws_support import (
     WsSim,
     feed,
@@ -30,6 +32,8 @@ from tests.support.waiting import eventually
 MINUTE_MS = 60_000
 SPOT_WS = "binance/ws/cryptofeed_spot_combined_2021-10-12.jsonl"
 USDM_WS = "binance/ws/cryptofeed_usdm_combined_2021-07-22.jsonl"
+# No message limit (Binance's is 5 a second), for tests that send bursts or pong fast.
+UNLIMITED = {"binance": WsLimits(messages=None)}
 
 
 def agg_trade(event: dict[str, Any], precision: Precision) -> Trade:
@@ -115,7 +119,8 @@ async def test_usdm_agg_trades_have_the_recorded_shape() -> None:
 
 
 async def test_live_subscribe_list_unsubscribe_and_refusals() -> None:
-    async with running() as sim, feed(sim.session, f"{sim.ws}/ws") as f:
+    timings = WsTimings(limits=UNLIMITED)  # nine requests at once
+    async with running(timings=timings) as sim, feed(sim.session, f"{sim.ws}/ws") as f:
         await f.send(
             {"method": "SUBSCRIBE", "params": ["btcusdt@aggTrade", "ethusdt@trade"], "id": 1}
         )
@@ -168,7 +173,7 @@ async def test_klines_close_with_the_rest_values() -> None:
 
 
 async def test_server_pings_and_drops_a_client_that_never_pongs() -> None:
-    timings = WsTimings(ping_every_s=0.05, pong_within_s=0.2)
+    timings = WsTimings(ping_every_s=0.05, pong_within_s=0.2, limits=UNLIMITED)  # 20 pongs/s
     async with running(timings=timings) as sim:
         async with feed(sim.session, f"{sim.ws}/ws/btcusdt@aggTrade") as polite:
             await eventually(lambda: sim.server.hub.stats.pings["binance"] >= 5)
@@ -195,3 +200,27 @@ async def test_a_dark_window_sends_nothing_and_the_feed_resumes() -> None:
     assert ws_stats["open"] == {"binance": 1}
     assert ws_stats["messages"]["binance"] == len(times)
     assert not [t for t in times if dark["start_ms"] + 10_000 < t <= dark["end_ms"]]
+
+
+async def test_a_kline_that_never_traded_gets_no_event() -> None:
+    """NEOETH in 2017 has many minutes without a trade: those get no kline event, not even
+    a final one; every minute that traded gets exactly one final event."""
+    start = parse_time_ms("2017-10-02T12:00:30Z")
+    async with (
+        running(start_ms=start, symbols=("NEOETH",), speed=600.0) as sim,
+        feed(sim.session, f"{sim.ws}/ws/neoeth@kline_1m") as f,
+    ):
+        first = sim.world.now_ms() - sim.world.now_ms() % MINUTE_MS + MINUTE_MS
+        end = first + 20 * MINUTE_MS
+        # Frames come in event-time order: once a kline of a later minute has come, every
+        # event of the minutes before `end` has too.
+        await eventually(lambda: [e for e in f.events("kline") if e["k"]["t"] >= end], timeout=10)
+        rows = await rest_rows(sim, "/api/v3/klines", "NEOETH", first, end - MINUTE_MS)
+    traded = {row[0] for row in rows if row[8] > 0}
+    quiet = {row[0] for row in rows if row[8] == 0}
+    assert traded
+    assert quiet, "the window should hold minutes without a trade"
+    events = [e["k"] for e in f.events("kline") if first <= e["k"]["t"] < end]
+    assert {k["t"] for k in events} == traded
+    assert sorted(k["t"] for k in events if k["x"]) == sorted(traded)
+    assert all(k["n"] > 0 for k in events)
