@@ -7,6 +7,11 @@ individual trades (an aggTrade counts its `l - f + 1` fills), high/low over pric
 close = the last trade's price. A minute without trades is flat at the previous
 close with zero volume, as Binance emits it.
 
+"First" and "last" are by trade id where ids order (Binance's aggregate ids are
+integers that rise with every trade), so a stream that delivers a share of trades out of
+order still opens and closes the candle at the venue's prices; where they do not (Bybit
+linear's UUIDs) they are the arrival order, which on one connection is the venue's.
+
 The quote volume is summed exactly at scale price+base and rounded (half to even) to
 the quote scale only when a candle is written out, so a running candle never drifts,
 however many trades it absorbs. For symbols whose tick × step fits the quote scale
@@ -24,10 +29,12 @@ from candlevault.domain.trades import Trade
 
 
 class CandleAccumulator:
-    """A candle being built from trades in arrival order (mutable, pure, no clock)."""
+    """A candle being built from trades (mutable, pure, no clock)."""
 
     __slots__ = (
         "_close_time_ms",
+        "_first_id",
+        "_last_id",
         "_precision",
         "close",
         "high",
@@ -55,17 +62,27 @@ class CandleAccumulator:
         self.open = self.high = self.low = self.close = flat
         self.volume = self.taker_base = self.trades = 0
         self.quote_exact = self.taker_quote_exact = 0  # at scale price + base
+        self._first_id = self._last_id = -1  # integer ids only
 
     def add(self, trade: Trade) -> None:
-        """Fold one trade in (trades must come in the venue's order)."""
-        price, qty = trade.price, trade.qty
+        """Fold one trade in (open and close by id where ids are integers, else in the
+        order given, which must then be the venue's)."""
+        price, qty, tid = trade.price, trade.qty, trade.trade_id
         if self.trades == 0:
-            self.open = self.high = self.low = price
-        elif price > self.high:
-            self.high = price
-        elif price < self.low:
-            self.low = price
-        self.close = price
+            self.open = self.high = self.low = self.close = price
+            if type(tid) is int:
+                self._first_id = self._last_id = tid
+        else:
+            if price > self.high:
+                self.high = price
+            elif price < self.low:
+                self.low = price
+            if type(tid) is not int:
+                self.close = price
+            elif tid > self._last_id:
+                self.close, self._last_id = price, tid
+            elif tid < self._first_id:
+                self.open, self._first_id = price, tid
         self.trades += trade.count
         self.volume += qty
         notional = price * qty

@@ -208,3 +208,28 @@ async def faults(sim: Sim, patch: dict[str, Any]) -> None:
 async def drop(sim: Sim) -> None:
     async with sim.session.post(sim.server.url + "/_sim/ws/drop") as reply:
         assert orjson.loads(await reply.read())["dropped"] >= 1
+
+
+async def test_duplicated_reordered_and_dropped_frames_leave_every_minute_exact(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_sim(paused=False, speed=SPEED, start_ms=START) as sim,
+        running_service(sim, tmp_path, **stream_settings(sim)) as service,
+    ):
+        await track(service)
+        await up(service)
+        began = sim.clock.now_ms()
+        await faults(sim, {"ws_duplicate": 0.2, "ws_reorder": 0.2, "ws_drop_every_s": 2.0})
+        await eventually(lambda: sim.clock.now_ms() > began + 6 * MINUTE, timeout=20)
+        await faults(sim, {"ws_duplicate": 0.0, "ws_reorder": 0.0, "ws_drop_every_s": 0.0})
+        ended = sim.clock.now_ms()
+        await eventually(lambda: sim.clock.now_ms() > ended + 3 * MINUTE, timeout=20)
+        stats = (await sim.stats())["ws"]
+        first = began - began % MINUTE
+        await matches_exchange(service, sim, "ETHUSDT", first, (ended - first) // MINUTE + 2)
+        stream = await stream_health(service)
+    assert stats["duplicated"]["binance"] > 0
+    assert stats["reordered"]["binance"] > 0
+    assert stats["dropped"]["binance"] >= 2
+    assert stream["reconnects"] >= 2
