@@ -65,11 +65,11 @@ def test_a_body_that_does_not_fit_the_schema_is_refused(body: bytes, reason: str
 
 
 @pytest.mark.parametrize(("rows", "reason"), [
-    ([row(1, f=10, l=9)], "aggTrades 1: l 9 < f 10"),
+    ([row(1, f=10, l=9)], r"aggTrades 1: .*f\.\.l \[10, 9\]: expected f <= l"),
     ([row(1, p="42000.105")], "aggTrades 1: invalid decimal"),
     ([row(1, q="1e-3")], "aggTrades 1: invalid decimal"),
     ([row(1, p="")], "aggTrades 1: invalid decimal"),
-    ([row(1, q="-0.005")], "negative price or quantity"),
+    ([row(1, q="-0.005")], r"aggTrades 1: .*-0\.005.*negative"),
     ([row(2), row(2)], "id 2 after 2"),
     ([row(3), row(2)], "id 2 after 3"),
     ([row(1, 2_000), row(2, 1_999)], "time 1999 after 2000"),

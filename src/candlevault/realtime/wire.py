@@ -32,6 +32,7 @@ from candlevault.domain.decimals import Precision, parse_units
 from candlevault.domain.errors import BadValue
 from candlevault.domain.timeframes import MINUTE_MS
 from candlevault.domain.trades import Trade
+from candlevault.exchanges.binance.schemas import AggTradeRow
 from candlevault.exchanges.validate import MalformedReply
 
 T = TypeVar("T")
@@ -81,19 +82,13 @@ Message = Trades | Klines | Control | Event
 # -- Binance -----------------------------------------------------------------------------
 
 
-class BinanceAggTrade(msgspec.Struct, frozen=True):
-    """`<symbol>@aggTrade` (binance-spot-api-docs web-socket-streams.md, USD-M alike)."""
+class BinanceAggTrade(AggTradeRow, frozen=True, kw_only=True):
+    """`<symbol>@aggTrade` (binance-spot-api-docs web-socket-streams.md, USD-M alike):
+    the REST aggTrades row with the event's type, time and symbol."""
 
     event_type: str = msgspec.field(name="e")
     event_ms: int = msgspec.field(name="E")
     symbol: str = msgspec.field(name="s")
-    agg_id: int = msgspec.field(name="a")
-    price: str = msgspec.field(name="p")
-    qty: str = msgspec.field(name="q")
-    first_id: int = msgspec.field(name="f")
-    last_id: int = msgspec.field(name="l")
-    time_ms: int = msgspec.field(name="T")
-    buyer_is_maker: bool = msgspec.field(name="m")
 
 
 class BinanceKline(msgspec.Struct, frozen=True):
@@ -208,21 +203,10 @@ def _binance_klines(body: bytes | str, precision_of: PrecisionOf) -> Message:
 
 
 def _agg_trade(agg: BinanceAggTrade, precision: Precision) -> Trade:
-    if agg.last_id < agg.first_id:
-        raise MalformedFrame(f"binance aggTrade {agg.agg_id}: l {agg.last_id} < f {agg.first_id}")
     try:
-        price = parse_units(agg.price, precision.price)
-        qty = parse_units(agg.qty, precision.base)
+        return agg.trade(precision)
     except BadValue as e:
         raise MalformedFrame(f"binance aggTrade {agg.symbol} {agg.agg_id}: {e}") from e
-    return Trade(
-        trade_id=agg.agg_id,
-        price=price,
-        qty=qty,
-        time_ms=agg.time_ms,
-        buyer_is_maker=agg.buyer_is_maker,
-        count=agg.last_id - agg.first_id + 1,
-    )
 
 
 # -- Bybit -------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from itertools import pairwise
 from candlevault.domain.candles import Candle
 from candlevault.domain.clock import Clock
 from candlevault.domain.columns import CandleColumns
-from candlevault.domain.decimals import BINANCE_SPOT, Precision, parse_units
+from candlevault.domain.decimals import BINANCE_SPOT, Precision
 from candlevault.domain.errors import BadRequest, BadValue
 from candlevault.domain.kline_columns import parse_kline_columns
 from candlevault.domain.trades import Trade
@@ -130,17 +130,10 @@ def parse_agg_trades(
 
 
 def _agg_trade(row: AggTradeRow, precision: Precision) -> Trade:
-    if row.last_id < row.first_id:
-        raise MalformedReply(f"aggTrades {row.agg_id}: l {row.last_id} < f {row.first_id}", [row])
     try:
-        price = parse_units(row.price, precision.price)
-        qty = parse_units(row.qty, precision.base)
+        return row.trade(precision)
     except BadValue as e:
         raise MalformedReply(f"aggTrades {row.agg_id}: {e}", [row]) from e
-    if price < 0 or qty < 0:
-        raise MalformedReply(f"aggTrades {row.agg_id}: negative price or quantity", [row])
-    count = row.last_id - row.first_id + 1
-    return Trade(row.agg_id, price, qty, row.time_ms, row.buyer_is_maker, count)
 
 
 def _check_answers(rows: Sequence[AggTradeRow], query: AggQuery, now_ms: int | None) -> None:

@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import msgspec
 
+from candlevault.domain.decimals import Precision, parse_units
+from candlevault.domain.errors import BadValue
+from candlevault.domain.trades import Trade
+
 KlineRow = tuple[int, str, str, str, str, str, int, str, int, str, str, str]
 klines_decoder = msgspec.json.Decoder(list[KlineRow])
 
@@ -75,6 +79,19 @@ class AggTradeRow(msgspec.Struct, frozen=True):
     time_ms: int = msgspec.field(name="T")
     buyer_is_maker: bool = msgspec.field(name="m")
     best_match: bool | None = msgspec.field(name="M", default=None)
+
+    def trade(self, precision: Precision) -> Trade:
+        """The row as a `Trade` (count = l - f + 1, the fills it stands for); raise
+        `BadValue` for l < f, or a price or quantity that is negative or does not parse
+        at the symbol's precision."""
+        if self.last_id < self.first_id:
+            raise BadValue("aggTrade f..l", [self.first_id, self.last_id], "expected f <= l")
+        price = parse_units(self.price, precision.price)
+        qty = parse_units(self.qty, precision.base)
+        if price < 0 or qty < 0:
+            raise BadValue("aggTrade price and quantity", [self.price, self.qty], "negative")
+        count = self.last_id - self.first_id + 1
+        return Trade(self.agg_id, price, qty, self.time_ms, self.buyer_is_maker, count)
 
 
 exchange_info_decoder = msgspec.json.Decoder(ExchangeInfo)
