@@ -164,12 +164,12 @@ class RuntimeCollector(Collector):
         live = self.runtime.live
         minutes = CounterMetricFamily(
             "candlevault_stream_minutes",
-            "Minutes the builders closed from trades, or left to REST (unknown); late trades",
+            "Streamed minutes: written, left to REST (unknown), corrected or settled by the "
+            "venue's closed kline, repaired; late and backfilled trades; feeds found silent",
             labels=["kind"],
         )
-        minutes.add_metric(["closed"], live.closed_minutes)
-        minutes.add_metric(["unknown"], live.unknown_minutes)
-        minutes.add_metric(["late_trades"], live.late_trades)
+        for kind, count in live.health().items():
+            minutes.add_metric([kind.removesuffix("_minutes")], count)
         yield from (connected, age, events, minutes)
 
 
