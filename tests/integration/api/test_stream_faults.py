@@ -233,3 +233,40 @@ async def test_duplicated_reordered_and_dropped_frames_leave_every_minute_exact(
     assert stats["reordered"]["binance"] > 0
     assert stats["dropped"]["binance"] >= 2
     assert stream["reconnects"] >= 2
+
+
+async def test_every_timeframe_served_while_streaming_equals_the_exchanges(
+    tmp_path: Path,
+) -> None:
+    """The closed and the open candles of all 15 timeframes, read while the stream builds
+    the minutes, equal the simulator's own klines at the same moment."""
+    async with (
+        running_sim(paused=False, speed=SPEED, start_ms=START) as sim,
+        running_service(sim, tmp_path, **stream_settings(sim)) as service,
+    ):
+        await track(service)
+        await up(service)
+        began = sim.clock.now_ms()
+        await eventually(lambda: sim.clock.now_ms() > began + 16 * MINUTE, timeout=30)
+        for tf in INTERVALS:  # the history each bucket needs, fetched once, ahead
+            status, body = await service.get("/api/v3/klines", **klines(tf))
+            assert status == 200, body
+        await eventually(lambda: 15_000 <= sim.clock.now_ms() % MINUTE <= 25_000, timeout=5)
+        sim.world.clock.pause()
+
+        async def all_equal() -> bool:
+            for tf in INTERVALS:
+                status, mine = await service.get("/api/v3/klines", **klines(tf))
+                assert status == 200, mine
+                assert mine == await sim_klines(sim, **klines(tf)), tf
+            return True
+
+        await eventually(all_equal, timeout=5)
+
+
+INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d",
+             "1w", "1M")  # fmt: skip
+
+
+def klines(interval: str) -> dict[str, Any]:
+    return {"symbol": "ETHUSDT", "interval": interval, "limit": 3}
