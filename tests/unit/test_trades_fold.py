@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -41,6 +44,8 @@ def test_five_folded_minutes_aggregate_to_the_fold_of_all_their_trades(
     minutes: list[list[Trade]],
 ) -> None:
     """The real-time builder folds per minute and derives 5m; both routes must agree."""
+    ids = itertools.count(1)  # a venue's trade ids rise across minutes too
+    minutes = [[msgspec.structs.replace(t, trade_id=next(ids)) for t in m] for m in minutes]
     candles: list[Candle] = []
     prev: int | None = 500
     for i, trades in enumerate(minutes):
