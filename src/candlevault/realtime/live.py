@@ -73,7 +73,7 @@ class LiveCandles:
         grace_ms: int = 2000,
         tick_s: float = 0.25,
         stale_ms: int = 15_000,
-        repair_batch_ms: int = 15 * MINUTE_MS,
+        repair_batch_ms: int = 5 * MINUTE_MS,
     ) -> None:
         self.ingestor = ingestor
         self.clock_of = clock_of

@@ -3,7 +3,8 @@ minutes have closed, and checked for trades the feed lost while connected.
 
 A quiet connection leaves a minute unknown at every close (nothing proved it alive past
 its end), so consecutive unknown minutes of a symbol are held (`queue`) and fetched in
-one request when the stretch ends or reaches `batch_ms` (`flush`); the planner behind
+one request when the stretch ends or reaches `batch_ms` (`flush`: 5 minutes by default,
+also how long a feed that went silent while connected can go unnoticed); the planner behind
 `repair` asks the exchange only for what is still missing then (a venue's closed kline
 may have settled some meanwhile). Minutes the feed was watching but could not prove
 (`unproven`) are checked after the repair: REST volume the feed never delivered means it
