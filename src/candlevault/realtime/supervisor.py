@@ -286,12 +286,16 @@ class StreamSupervisor:
                 await asyncio.wait({new_task, old_task}, timeout=0.05)
             if not caught_up() or new_task.done():
                 await _finish(new_task)
+                self._pending = None
                 return None
-        finally:
+            # The new connection's output stays held while the old one closes: what it
+            # delivers meanwhile is released, de-duplicated, once it is the live one.
+            await old.close()
+            await _finish(old_task)
+        except BaseException:
             self._pending = None
-        await old.close()
-        await _finish(old_task)
-        self._live = new
+            raise
+        self._live, self._pending = new, None
         self._malformed_done += old.malformed
         self._last_message_ms = old.last_message_ms or self._last_message_ms
         self.rotations += 1
