@@ -172,10 +172,6 @@ class LiveCandles:
         """Whether the feed is up (its builders running)."""
         return feed in self._up
 
-    def alive_until(self, feed: Feed) -> int | None:
-        """The exchange time the feed is proven alive up to."""
-        return self._alive.get(feed)
-
     def on_trades(self, venue: Venue, symbol: str, trades: Sequence[Trade]) -> None:
         """Fold trades of `symbol` (arrival order); held while its open minute is backfilled."""
         live = self._symbols.get((venue, symbol))
