@@ -290,7 +290,9 @@ class LiveCandles:
         builder = live.builder
         assert builder is not None
         closing = builder.advance(now, self._alive.get(live.feed, 0))
-        await self._closing_now(live, closing, now)
+        # Every read of a streamed symbol calls this; most find nothing closed.
+        if closing.candles or closing.unknown or closing.late:
+            await self._closing_now(live, closing, now)
 
     # --- closing ----------------------------------------------------------------------
 

@@ -123,7 +123,7 @@ class Streams:
         client = link.client
         if not isinstance(client, BinanceRest):
             return []
-        path = f"{'/api/v3' if venue is Venue.BINANCE else '/fapi/v1'}/aggTrades"
+        path = client.agg_trades_path
         counts = client.http.counts
         requests, weight = counts.requests.get(path, 0), counts.weight.get(path, 0)
         try:

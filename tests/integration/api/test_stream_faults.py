@@ -6,6 +6,8 @@ is made whole (Binance: aggTrades by id) or settled by the venue's own kline (By
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,18 @@ async def up(service: Service, series: int = 0) -> None:
         return stream["state"] == "up" and stream["last_event_ms"] is not None
 
     await eventually(streaming, timeout=20)
+
+
+@contextlib.asynccontextmanager
+async def streaming_eth(tmp_path: Path) -> AsyncIterator[tuple[Sim, Service]]:
+    """A simulator at `SPEED` and the service streaming ETHUSDT from it, up."""
+    async with (
+        running_sim(paused=False, speed=SPEED, start_ms=START) as sim,
+        running_service(sim, tmp_path, **stream_settings(sim)) as service,
+    ):
+        await track(service)
+        await up(service)
+        yield sim, service
 
 
 async def matches_exchange(
@@ -131,36 +145,27 @@ async def test_an_outage_stays_empty_and_quiet_minutes_are_the_exchanges_flat_on
 
 
 async def test_a_feed_silent_while_connected_is_found_out_and_reconnected(tmp_path: Path) -> None:
-    async with running_sim(paused=False, speed=SPEED, start_ms=START) as sim:
-        settings = stream_settings(sim)
-        async with running_service(sim, tmp_path, **settings) as service:
-            await track(service)
-            await up(service)
-            await faults(sim, {"ws_silent": True})
-            silent_from = sim.clock.now_ms()
+    async with streaming_eth(tmp_path) as (sim, service):
+        await faults(sim, {"ws_silent": True})
+        silent_from = sim.clock.now_ms()
 
-            async def found_out() -> dict[str, Any]:
-                stream = await stream_health(service)
-                assert stream["silent_feeds"] >= 1
-                assert stream["silences"] >= 1  # reconnected on the finding
-                return stream
+        async def found_out() -> dict[str, Any]:
+            stream = await stream_health(service)
+            assert stream["silent_feeds"] >= 1
+            assert stream["silences"] >= 1  # reconnected on the finding
+            return stream
 
-            await eventually(found_out, timeout=30)
-            await faults(sim, {"ws_silent": False})
-            resumed = sim.clock.now_ms()
-            await eventually(lambda: sim.clock.now_ms() > resumed + 4 * MINUTE, timeout=20)
-            first = silent_from - silent_from % MINUTE - MINUTE
-            count = (resumed - first) // MINUTE + 2
-            await matches_exchange(service, sim, "ETHUSDT", first, count)
+        await eventually(found_out, timeout=30)
+        await faults(sim, {"ws_silent": False})
+        resumed = sim.clock.now_ms()
+        await eventually(lambda: sim.clock.now_ms() > resumed + 4 * MINUTE, timeout=20)
+        first = silent_from - silent_from % MINUTE - MINUTE
+        count = (resumed - first) // MINUTE + 2
+        await matches_exchange(service, sim, "ETHUSDT", first, count)
 
 
 async def test_binance_makes_the_minute_after_a_drop_whole_from_aggtrades(tmp_path: Path) -> None:
-    async with (
-        running_sim(paused=False, speed=SPEED, start_ms=START) as sim,
-        running_service(sim, tmp_path, **stream_settings(sim)) as service,
-    ):
-        await track(service)
-        await up(service)
+    async with streaming_eth(tmp_path) as (sim, service):
         before = (await stream_health(service))["backfilled_trades"]
         await drop(sim)
 
@@ -231,12 +236,7 @@ async def drop(sim: Sim) -> None:
 async def test_duplicated_reordered_and_dropped_frames_leave_every_minute_exact(
     tmp_path: Path,
 ) -> None:
-    async with (
-        running_sim(paused=False, speed=SPEED, start_ms=START) as sim,
-        running_service(sim, tmp_path, **stream_settings(sim)) as service,
-    ):
-        await track(service)
-        await up(service)
+    async with streaming_eth(tmp_path) as (sim, service):
         began = sim.clock.now_ms()
         await faults(sim, {"ws_duplicate": 0.2, "ws_reorder": 0.2, "ws_drop_every_s": 2.0})
         await eventually(lambda: sim.clock.now_ms() > began + 6 * MINUTE, timeout=20)
@@ -258,12 +258,7 @@ async def test_every_timeframe_served_while_streaming_equals_the_exchanges(
 ) -> None:
     """The closed and the open candles of all 15 timeframes, read while the stream builds
     the minutes, equal the simulator's own klines at the same moment."""
-    async with (
-        running_sim(paused=False, speed=SPEED, start_ms=START) as sim,
-        running_service(sim, tmp_path, **stream_settings(sim)) as service,
-    ):
-        await track(service)
-        await up(service)
+    async with streaming_eth(tmp_path) as (sim, service):
         began = sim.clock.now_ms()
         await eventually(lambda: sim.clock.now_ms() > began + 16 * MINUTE, timeout=30)
         for tf in INTERVALS:  # the history each bucket needs, fetched once, ahead

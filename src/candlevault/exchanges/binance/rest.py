@@ -201,6 +201,11 @@ class BinanceRest:
         self._prefix = "/api/v3" if venue is Venue.BINANCE else "/fapi/v1"
 
     @property
+    def agg_trades_path(self) -> str:
+        """The aggTrades endpoint's path (what `http.counts` counts its requests under)."""
+        return f"{self._prefix}/aggTrades"
+
+    @property
     def http(self) -> VenueHttp:
         """The venue's HTTP (its limiter and request counts, for metrics)."""
         return self._http
